@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Runs every test of mcr: unit tests and end-to-end tests over network namespaces.
+# Needs root (namespaces, AF_PACKET). Installs the Debian packages it needs when missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "scripts/test.sh: run as root (the end-to-end tests create network namespaces)" >&2
+    exit 1
+fi
+
+need=()
+command -v ip >/dev/null || need+=(iproute2)
+command -v sysctl >/dev/null || need+=(procps)
+command -v cc >/dev/null || need+=(gcc)
+if [ ${#need[@]} -gt 0 ]; then
+    echo "installing: ${need[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+if ! command -v cargo >/dev/null; then
+    echo "scripts/test.sh: cargo not found; install Rust (https://rustup.rs) first" >&2
+    exit 1
+fi
+
+cargo test --release "$@"

@@ -1,0 +1,208 @@
+//! Command line: `mcr run | check | gen | sink`. Parses arguments and calls the library.
+
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::daemon::{self, RunOptions};
+use crate::tools::{gen, sink};
+
+/// Default config path of an installed relay.
+pub const DEFAULT_CONFIG: &str = "/etc/mcr.toml";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "mcr",
+    version,
+    about = "Userspace multicast relay: AF_PACKET in, io_uring out"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the relay in the foreground (SIGINT/SIGTERM stop it and print the final counters).
+    Run {
+        /// Config file.
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+        /// Also write every counter as JSON to this file, at each stats tick and at exit.
+        #[arg(long)]
+        stats_json: Option<PathBuf>,
+    },
+    /// Validate a config without touching the network (exit 0 if valid, 1 if not).
+    Check {
+        #[arg(short, long, default_value = DEFAULT_CONFIG)]
+        config: PathBuf,
+    },
+    /// Send numbered multicast test traffic.
+    Gen(GenArgs),
+    /// Receive multicast test traffic and check it: counts, gaps, duplicates, order, latency.
+    Sink(SinkArgs),
+}
+
+#[derive(Debug, clap::Args)]
+struct GenArgs {
+    /// First destination group.
+    #[arg(long)]
+    group: Ipv4Addr,
+    /// Send round-robin to this many consecutive groups (one stream each).
+    #[arg(long, default_value_t = 1)]
+    group_count: u32,
+    /// Destination UDP port.
+    #[arg(long)]
+    port: u16,
+    /// Outgoing interface: a name (by index) or an IPv4 address.
+    #[arg(long)]
+    interface: String,
+    /// Source address to bind.
+    #[arg(long)]
+    bind: Option<Ipv4Addr>,
+    /// UDP payload bytes (at least 24).
+    #[arg(long, default_value_t = 1024)]
+    size: usize,
+    /// Packets per stream.
+    #[arg(long, default_value_t = 1000)]
+    count: u64,
+    /// Total packets per second over all streams; 0 = as fast as possible.
+    #[arg(long, default_value_t = 0)]
+    rate: u64,
+    /// IP TTL.
+    #[arg(long, default_value_t = 8)]
+    ttl: u8,
+    /// Stream id of the first group (later groups count up from it).
+    #[arg(long, default_value_t = 0)]
+    stream_base: u32,
+    /// Print the summary as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SinkArgs {
+    /// First group to join.
+    #[arg(long)]
+    group: Ipv4Addr,
+    /// Join this many consecutive groups.
+    #[arg(long, default_value_t = 1)]
+    group_count: u32,
+    /// UDP port.
+    #[arg(long)]
+    port: u16,
+    /// Interface to join on.
+    #[arg(long)]
+    interface: String,
+    /// Source-specific join (SSM) for this source.
+    #[arg(long)]
+    source: Option<Ipv4Addr>,
+    /// Exit once this many packets arrived.
+    #[arg(long)]
+    count: Option<u64>,
+    /// Exit after this long without packets, once traffic has started.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    idle_timeout: Duration,
+    /// Exit if nothing arrives for this long at the start.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    first_timeout: Duration,
+    /// Create this file once every group is joined.
+    #[arg(long)]
+    ready_file: Option<PathBuf>,
+    /// Print the summary (with per-stream detail) as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs the command line; the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
+        .format_target(false)
+        .init();
+    match cli.command {
+        Command::Run { config, stats_json } => {
+            match daemon::run(&RunOptions { config, stats_json }) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("mcr: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Check { config } => match Config::load(&config) {
+            Ok(c) => {
+                println!("ok: {}", c.summary());
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Gen(a) => {
+            let interface = match a.interface.parse::<Ipv4Addr>() {
+                Ok(addr) => gen::Egress::Addr(addr),
+                Err(_) => gen::Egress::Name(a.interface),
+            };
+            let opts = gen::GenOptions {
+                group: a.group,
+                group_count: a.group_count,
+                port: a.port,
+                interface,
+                bind: a.bind,
+                size: a.size,
+                count: a.count,
+                rate: a.rate,
+                ttl: a.ttl,
+                stream_base: a.stream_base,
+            };
+            report(gen::run(&opts), a.json)
+        }
+        Command::Sink(a) => {
+            let opts = sink::SinkOptions {
+                group: a.group,
+                group_count: a.group_count,
+                port: a.port,
+                interface: a.interface,
+                source: a.source,
+                count: a.count,
+                idle_timeout: a.idle_timeout,
+                first_timeout: a.first_timeout,
+                ready_file: a.ready_file,
+            };
+            report(sink::run(&opts), a.json)
+        }
+    }
+}
+
+fn report<R, E>(result: Result<R, E>, json: bool) -> ExitCode
+where
+    R: serde::Serialize + std::fmt::Display,
+    E: std::fmt::Display,
+{
+    match result {
+        Ok(r) if json => match serde_json::to_string(&r) {
+            Ok(s) => {
+                println!("{s}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("mcr: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Ok(r) => {
+            println!("{r}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("mcr: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

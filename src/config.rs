@@ -1,0 +1,688 @@
+//! The operator's configuration file: reading, parsing and validating it.
+//!
+//! The file walks raw → validated: `raw` mirrors the TOML as written
+//! (unknown keys rejected, every value with its byte span), and `validate`
+//! turns it into the types below, which the rest of mcr consumes.
+//!
+//! Invariants of a [`Config`] returned by [`Config::load`] or
+//! [`Config::parse`]:
+//! - every group is IPv4 multicast (224.0.0.0/4), every `source` is a unicast
+//!   address, every port is 1–65535 and every ttl 1–255;
+//! - every interface name is one the Linux kernel would accept (this module
+//!   does not check that the interface exists; that is done at run time);
+//! - flow names are unique, non-empty, at most 64 characters of
+//!   `[A-Za-z0-9_.-]`, so they are safe as metric labels;
+//! - no two flows share an input (interface, group, port, source);
+//! - every flow has at least one output and no two of its outputs share
+//!   (interface, group, port);
+//! - no output's (interface, group, port) is any flow's input, whatever the
+//!   source, so the relay never feeds on its own traffic.
+//!
+//! The fields are public so that other modules can destructure these values
+//! and tests can build them; the invariants above are guaranteed for values
+//! produced by `load`/`parse`. [`IfName`] keeps its own invariant always.
+//!
+//! On failure, every problem in the file is reported at once, each with its
+//! file, line and column and a hint on how to fix it.
+
+mod error;
+mod raw;
+mod validate;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+pub use error::{ConfigError, ConfigErrors};
+
+/// TTL of relayed packets when an output sets none.
+///
+/// 1 is the multicast default of RFC 1112 and of the Linux kernel
+/// (`IP_MULTICAST_TTL`): packets stay on the segment the output interface is
+/// attached to. Sending them further through multicast routers is a decision
+/// the operator makes explicitly by raising `ttl` on that output.
+pub const DEFAULT_TTL: u8 = 1;
+
+/// How often statistics are logged when `stats_interval` is not set.
+pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Longest interface name Linux accepts, in bytes (`IFNAMSIZ` minus the NUL).
+const MAX_IFNAME_LEN: usize = 15;
+
+/// A validated configuration file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Config {
+    pub relay: RelaySettings,
+    pub flows: Vec<Flow>,
+}
+
+/// The `[relay]` table, with defaults filled in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelaySettings {
+    /// Number of workers; `None` means one per online CPU.
+    pub workers: Option<NonZeroUsize>,
+    /// Period of the statistics log line; `None` disables it.
+    pub stats_interval: Option<Duration>,
+    /// Reload the configuration when the file changes.
+    pub watch: bool,
+}
+
+impl Default for RelaySettings {
+    fn default() -> Self {
+        RelaySettings {
+            workers: None,
+            stats_interval: Some(DEFAULT_STATS_INTERVAL),
+            watch: true,
+        }
+    }
+}
+
+/// One `[[flow]]`: traffic received on `input` is sent to every output.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Flow {
+    pub name: String,
+    pub input: Input,
+    pub outputs: Vec<Output>,
+}
+
+/// Where a flow's traffic is received.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Input {
+    pub interface: IfName,
+    pub group: Ipv4Addr,
+    pub port: u16,
+    /// Source-specific multicast: accept only this sender. `None` is any sender.
+    pub source: Option<Ipv4Addr>,
+}
+
+impl fmt::Display for Input {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.group, self.port)?;
+        if let Some(source) = self.source {
+            write!(f, " from {source}")?;
+        }
+        write!(f, " on {}", self.interface)
+    }
+}
+
+/// Where a flow's traffic is sent.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Output {
+    pub interface: IfName,
+    pub group: Ipv4Addr,
+    pub port: u16,
+    pub ttl: u8,
+}
+
+impl fmt::Display for Output {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{} on {} ttl {}",
+            self.group, self.port, self.interface, self.ttl
+        )
+    }
+}
+
+/// A network interface name the Linux kernel would accept.
+///
+/// Mirrors the kernel's `dev_valid_name()`: 1–15 bytes, not "." or "..",
+/// and no '/', ':' or whitespace. Whether the interface exists is a run-time
+/// question and is not answered here.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct IfName(String);
+
+impl IfName {
+    /// Checks `name` against the kernel's rules.
+    ///
+    /// # Errors
+    /// A short reason, such as "it contains ':', which Linux does not allow
+    /// in interface names", for the caller to put in a message.
+    pub fn new(name: &str) -> Result<IfName, String> {
+        if name.is_empty() {
+            return Err("the name is empty".to_string());
+        }
+        if name.len() > MAX_IFNAME_LEN {
+            return Err(format!(
+                "it is {} bytes long and Linux allows at most {MAX_IFNAME_LEN}",
+                name.len()
+            ));
+        }
+        if name == "." || name == ".." {
+            return Err(format!("{name:?} is reserved"));
+        }
+        if let Some(c) = name.chars().find(|&c| forbidden_in_ifname(c)) {
+            return Err(format!(
+                "it contains {c:?}, which Linux does not allow in interface names"
+            ));
+        }
+        Ok(IfName(name.to_owned()))
+    }
+
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The kernel rejects '/', ':' and whatever its `isspace()` accepts; its
+/// Latin-1 table counts byte 0xA0 as a space, so a character whose UTF-8
+/// encoding contains that byte is rejected too. NUL is rejected because it
+/// would silently cut the name short when handed to the kernel.
+fn forbidden_in_ifname(c: char) -> bool {
+    let mut utf8 = [0u8; 4];
+    matches!(
+        c,
+        '/' | ':' | '\0' | ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'
+    ) || c.encode_utf8(&mut utf8).bytes().any(|b| b == 0xA0)
+}
+
+impl fmt::Display for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for IfName {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Counts for the "loaded configuration" log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub flows: usize,
+    /// Distinct (interface, group, source) inputs, i.e. group memberships.
+    pub input_groups: usize,
+    /// Distinct input interfaces.
+    pub interfaces: usize,
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} flows, {} input groups on {} interfaces",
+            self.flows, self.input_groups, self.interfaces
+        )
+    }
+}
+
+impl Config {
+    /// Reads and parses the file at `path`.
+    ///
+    /// # Errors
+    /// Every problem found; a file that cannot be read is one error at line 0.
+    pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
+        let source = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::whole_file(path, format!("cannot read file: {e}")))?;
+        Config::parse(&source, path)
+    }
+
+    /// Parses and validates `source`; `path` is only used in error messages.
+    ///
+    /// # Errors
+    /// Every problem found, in file order: one TOML syntax, type or
+    /// unknown-key error, or else every validation error at once.
+    pub fn parse(source: &str, path: &Path) -> Result<Config, ConfigErrors> {
+        let raw: raw::RawConfig = toml::from_str(source).map_err(|e| {
+            // toml's messages may span lines; one error must stay on one line.
+            let message = e.message().trim().lines().collect::<Vec<_>>().join("; ");
+            match e.span() {
+                Some(span) => ConfigError::at(path, source, span, message),
+                None => ConfigError::whole_file(path, message),
+            }
+        })?;
+        validate::validate(raw, source, path).map_err(ConfigErrors::new)
+    }
+
+    /// Counts flows, distinct input groups and distinct input interfaces.
+    #[must_use]
+    pub fn summary(&self) -> Summary {
+        let groups: HashSet<_> = self
+            .flows
+            .iter()
+            .map(|f| (&f.input.interface, f.input.group, f.input.source))
+            .collect();
+        let interfaces: HashSet<_> = self.flows.iter().map(|f| &f.input.interface).collect();
+        Summary {
+            flows: self.flows.len(),
+            input_groups: groups.len(),
+            interfaces: interfaces.len(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::path::PathBuf;
+
+    fn manifest_dir() -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    /// The `*.toml` files directly in `dir` (relative to the crate), sorted.
+    fn toml_files(dir: &str) -> Vec<PathBuf> {
+        let dir = manifest_dir().join(dir);
+        let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+        let mut files: Vec<PathBuf> = entries
+            .map(|entry| entry.expect("readable directory entry").path())
+            .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty(), "no *.toml files in {}", dir.display());
+        files
+    }
+
+    fn parse(source: &str) -> Result<Config, ConfigErrors> {
+        Config::parse(source, Path::new("test.toml"))
+    }
+
+    fn errors(source: &str) -> Vec<ConfigError> {
+        match parse(source) {
+            Ok(config) => panic!("expected errors, parsed {config:?}"),
+            Err(e) => e.errors,
+        }
+    }
+
+    fn ifname(s: &str) -> IfName {
+        IfName::new(s).expect("valid interface name")
+    }
+
+    #[test]
+    fn valid_fixtures_parse() {
+        for path in toml_files("tests/config/valid") {
+            if let Err(e) = Config::load(&path) {
+                panic!("{} should be valid:\n{e}", path.display());
+            }
+        }
+    }
+
+    /// `# expect: LINE: SUBSTRING` headers of an invalid fixture.
+    fn expectations(path: &Path, source: &str) -> Vec<(usize, String)> {
+        let expected: Vec<(usize, String)> = source
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .map(|rest| {
+                let (line, text) = rest
+                    .split_once(": ")
+                    .unwrap_or_else(|| panic!("{}: malformed expect: {rest}", path.display()));
+                let line = line.parse().expect("expect line number");
+                (line, text.to_string())
+            })
+            .collect();
+        assert!(!expected.is_empty(), "{} has no # expect:", path.display());
+        expected
+    }
+
+    #[test]
+    fn invalid_fixtures_report_exactly_the_expected_errors() {
+        for path in toml_files("tests/config/invalid") {
+            let source = fs::read_to_string(&path).expect("readable fixture");
+            let expected = expectations(&path, &source);
+            let errors = match Config::load(&path) {
+                Ok(_) => panic!("{} should be invalid", path.display()),
+                Err(e) => e.errors,
+            };
+            let matches = |e: &ConfigError, (line, text): &(usize, String)| {
+                e.path == path && e.line == *line && e.message.contains(text.as_str())
+            };
+            for exp in &expected {
+                assert!(
+                    errors.iter().any(|e| matches(e, exp)),
+                    "{}: no error at line {} containing {:?}; got:\n{}",
+                    path.display(),
+                    exp.0,
+                    exp.1,
+                    ConfigErrors { errors },
+                );
+            }
+            for e in &errors {
+                assert!(
+                    expected.iter().any(|exp| matches(e, exp)),
+                    "{}: unexpected error {e}",
+                    path.display()
+                );
+                assert!(e.col >= 1, "{e} has no column");
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_configs_parse() {
+        for dir in ["examples", "config"] {
+            for path in toml_files(dir) {
+                if let Err(e) = Config::load(&path) {
+                    panic!("{} should be valid:\n{e}", path.display());
+                }
+            }
+        }
+    }
+
+    /// The reference config ships with its settings commented out; they must
+    /// still be valid for an operator who uncomments them.
+    #[test]
+    fn reference_config_is_valid_uncommented() {
+        let path = manifest_dir().join("config/mcr.toml");
+        let source = fs::read_to_string(&path).expect("config/mcr.toml");
+        let uncommented: String = source
+            .lines()
+            .flat_map(|l| match l.strip_prefix('#') {
+                Some(rest) if !rest.starts_with('#') => [rest, "\n"],
+                _ => [l, "\n"],
+            })
+            .collect();
+        let config = Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.relay.workers, NonZeroUsize::new(2));
+        assert_eq!(config.relay.stats_interval, Some(DEFAULT_STATS_INTERVAL));
+        assert_eq!(config.flows.len(), 2);
+    }
+
+    #[test]
+    fn demo_config_is_exactly_the_demo() {
+        let config = Config::load(&manifest_dir().join("examples/demo.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.relay.workers, NonZeroUsize::new(1));
+        assert_eq!(config.relay.stats_interval, Some(Duration::from_secs(1)));
+        assert!(config.relay.watch);
+        let flow = |name: &str, input: [u8; 4], output: [u8; 4]| Flow {
+            name: name.to_string(),
+            input: Input {
+                interface: ifname("mcr-in"),
+                group: Ipv4Addr::from(input),
+                port: 5001,
+                source: None,
+            },
+            outputs: vec![Output {
+                interface: ifname("mcr-out"),
+                group: Ipv4Addr::from(output),
+                port: 5099,
+                ttl: 8,
+            }],
+        };
+        assert_eq!(
+            config.flows,
+            vec![
+                flow("cam-1", [239, 1, 1, 1], [239, 9, 9, 9]),
+                flow("cam-2", [239, 1, 1, 2], [239, 9, 9, 10]),
+            ]
+        );
+        assert_eq!(
+            config.summary().to_string(),
+            "2 flows, 2 input groups on 1 interfaces"
+        );
+    }
+
+    #[test]
+    fn omitted_keys_take_their_defaults() {
+        let config = parse(
+            r#"
+            [[flow]]
+            name = "a"
+            input = { interface = "eth0", group = "239.1.1.1", port = 5001 }
+            outputs = [{ interface = "eth1", group = "239.9.9.9", port = 5099 }]
+            "#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.relay, RelaySettings::default());
+        assert_eq!(config.relay.workers, None);
+        assert_eq!(config.relay.stats_interval, Some(Duration::from_secs(10)));
+        assert!(config.relay.watch);
+        assert_eq!(config.flows[0].input.source, None);
+        assert_eq!(config.flows[0].outputs[0].ttl, DEFAULT_TTL);
+        assert_eq!(DEFAULT_TTL, 1);
+    }
+
+    #[test]
+    fn empty_file_is_an_idle_relay() {
+        assert_eq!(
+            parse("").unwrap_or_else(|e| panic!("{e}")),
+            Config::default()
+        );
+        let config = parse("[relay]\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.relay, RelaySettings::default());
+        assert!(config.flows.is_empty());
+    }
+
+    #[test]
+    fn relay_settings_are_read() {
+        let config = parse("[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            config.relay,
+            RelaySettings {
+                workers: NonZeroUsize::new(3),
+                stats_interval: Some(Duration::from_millis(250)),
+                watch: false,
+            }
+        );
+        let config = parse("[relay]\nstats_interval = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.relay.stats_interval, None);
+    }
+
+    #[test]
+    fn all_errors_are_reported_together_in_file_order() {
+        let errors = errors(concat!(
+            "[relay]\n",
+            "workers = -2\n",
+            "stats_interval = \"soon\"\n",
+            "[[flow]]\n",
+            "name = \"a\"\n",
+            "input = { interface = \"eth0\", group = \"10.0.0.1\", port = 0 }\n",
+            "outputs = [{ interface = \"eth1\", group = \"239.9.9.9\", port = 5099, ttl = 300 }]\n",
+            "[[flow]]\n",
+            "name = \"a\"\n",
+            "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+            "outputs = []\n",
+        ));
+        let found: Vec<(usize, usize, &str)> = errors
+            .iter()
+            .map(|e| {
+                (
+                    e.line,
+                    e.col,
+                    e.message.split([';', '(']).next().unwrap_or("").trim_end(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            found,
+            vec![
+                (2, 11, "workers = -2 is invalid"),
+                (3, 18, "stats_interval \"soon\" is not a duration"),
+                (6, 39, "input group 10.0.0.1 is not a multicast address"),
+                (6, 58, "port 0 is out of range"),
+                (7, 74, "ttl 300 is out of range"),
+                (
+                    9,
+                    8,
+                    "flow name \"a\" is already used by the flow on line 5"
+                ),
+                (11, 11, "flow \"a\" has an empty output list"),
+            ]
+        );
+        assert!(errors.iter().all(|e| e.path == Path::new("test.toml")));
+    }
+
+    #[test]
+    fn syntax_errors_carry_their_position() {
+        let errors = errors("[relay]\nworkers = \n");
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].col), (2, 11));
+        assert!(errors[0].to_string().starts_with("test.toml:2:11: "));
+    }
+
+    #[test]
+    fn flows_without_a_name_are_named_by_line_in_messages() {
+        let errors =
+            errors("[[flow]]\ninput = { interface = \"eth0\", group = \"239.1.1.1\", port = 1 }\n");
+        let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+        assert_eq!(errors.len(), 2, "{messages:?}");
+        assert!(messages[0].starts_with("this flow has no name"));
+        assert!(messages[1].starts_with("flow on line 1 has no outputs"));
+    }
+
+    #[test]
+    fn loop_detection_ignores_source_and_reaches_later_flows() {
+        let errors = errors(concat!(
+            "[[flow]]\n",
+            "name = \"a\"\n",
+            "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+            "outputs = [{ interface = \"eth1\", group = \"232.2.2.2\", port = 6000 }]\n",
+            "[[flow]]\n",
+            "name = \"b\"\n",
+            "input = { interface = \"eth1\", group = \"232.2.2.2\", port = 6000, source = \"10.0.0.1\" }\n",
+            "outputs = [{ interface = \"eth2\", group = \"239.3.3.3\", port = 7000 }]\n",
+        ));
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].col), (4, 12));
+        assert!(errors[0].message.contains("input of flow \"b\" (line 7)"));
+    }
+
+    #[test]
+    fn a_flow_may_not_output_to_its_own_input() {
+        let errors = errors(concat!(
+            "[[flow]]\n",
+            "name = \"a\"\n",
+            "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+            "outputs = [{ interface = \"eth0\", group = \"239.1.1.1\", port = 5001, ttl = 2 }]\n",
+        ));
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0]
+            .message
+            .contains("would feed the relay its own output"));
+    }
+
+    #[test]
+    fn outputs_differing_only_in_ttl_are_duplicates() {
+        let errors = errors(concat!(
+            "[[flow]]\n",
+            "name = \"a\"\n",
+            "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+            "outputs = [{ interface = \"eth1\", group = \"239.9.9.9\", port = 1 },\n",
+            "           { interface = \"eth1\", group = \"239.9.9.9\", port = 1, ttl = 9 }]\n",
+        ));
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].col), (5, 12));
+    }
+
+    #[test]
+    fn same_group_from_different_sources_is_allowed() {
+        let config = Config::load(&manifest_dir().join("tests/config/valid/ssm.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let sources: Vec<_> = config.flows.iter().map(|f| f.input.source).collect();
+        assert_eq!(
+            sources,
+            vec![
+                Some(Ipv4Addr::new(10, 0, 0, 5)),
+                Some(Ipv4Addr::new(10, 0, 0, 6)),
+                None
+            ]
+        );
+        assert_eq!(
+            config.summary(),
+            Summary {
+                flows: 3,
+                input_groups: 3,
+                interfaces: 1
+            }
+        );
+    }
+
+    #[test]
+    fn summary_counts_distinct_groups_and_interfaces() {
+        let config = Config::load(&manifest_dir().join("tests/config/valid/fan-out.toml"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.flows[0].outputs.len(), 4);
+        assert_eq!(config.flows[1].outputs[1].ttl, 255);
+        assert_eq!(
+            config.summary().to_string(),
+            "2 flows, 2 input groups on 1 interfaces"
+        );
+        assert_eq!(
+            Config::default().summary().to_string(),
+            "0 flows, 0 input groups on 0 interfaces"
+        );
+    }
+
+    #[test]
+    fn interface_names_follow_the_kernel_rules() {
+        for ok in ["eth0", "a", "123456789012345", "vlan.100", "br-lan_0", "é"] {
+            assert_eq!(ifname(ok).as_str(), ok);
+        }
+        for bad in [
+            "",
+            "1234567890123456",
+            ".",
+            "..",
+            "a/b",
+            "eth0:1",
+            "a b",
+            "a\tb",
+            "a\x0bb",
+            "a\0b",
+            "a\u{a0}b", // UTF-8 C2 A0: the kernel's isspace() rejects 0xA0
+        ] {
+            assert!(IfName::new(bad).is_err(), "{bad:?} should be rejected");
+        }
+        // 15 bytes, but fewer characters: the limit is in bytes.
+        assert!(IfName::new("ééééééé").is_ok());
+        assert!(IfName::new("éééééééé").is_err());
+        let name = ifname("eth1");
+        assert_eq!(name.to_string(), "eth1");
+        assert_eq!(AsRef::<str>::as_ref(&name), "eth1");
+    }
+
+    #[test]
+    fn unreadable_file_is_reported_without_position() {
+        let path = manifest_dir().join("tests/config/does-not-exist.toml");
+        let errors = Config::load(&path).expect_err("missing file").errors;
+        assert_eq!(errors.len(), 1);
+        assert_eq!((errors[0].line, errors[0].col), (0, 0));
+        assert!(errors[0].message.starts_with("cannot read file: "));
+        assert_eq!(
+            errors[0].to_string(),
+            format!("{}: {}", path.display(), errors[0].message)
+        );
+    }
+
+    #[test]
+    fn odd_input_never_panics() {
+        for source in [
+            "\u{feff}",
+            "[[flow]]\n",
+            "[[flow]]\noutputs = [{}]\n",
+            "[[flow]]\ninput = {}\noutputs = [{}]\n",
+            "flow = 3",
+            "[relay]\nworkers = 9223372036854775807\n",
+            "[relay]\nstats_interval = \"99999999999999999999s\"\n",
+            "[[flow]]\nname = \"ü\"\ninput = { interface = \"\u{a0}\", group = \"\", port = -9223372036854775808 }\n",
+        ] {
+            let _ = parse(source);
+        }
+    }
+
+    #[test]
+    fn input_and_output_display() {
+        let input = Input {
+            interface: ifname("eth0"),
+            group: Ipv4Addr::new(232, 1, 1, 1),
+            port: 5004,
+            source: Some(Ipv4Addr::new(10, 0, 0, 5)),
+        };
+        assert_eq!(input.to_string(), "232.1.1.1:5004 from 10.0.0.5 on eth0");
+        let output = Output {
+            interface: ifname("eth1"),
+            group: Ipv4Addr::new(239, 9, 9, 9),
+            port: 5099,
+            ttl: 1,
+        };
+        assert_eq!(output.to_string(), "239.9.9.9:5099 on eth1 ttl 1");
+    }
+}

@@ -1,0 +1,59 @@
+//! The configuration file exactly as the operator wrote it.
+//!
+//! These types only mirror the TOML layout; they hold unchecked values and the
+//! byte span of each one so that validation can point at the offending text.
+//! Nothing outside `config` sees them.
+//!
+//! Invariants kept here:
+//! - every table denies unknown keys, so a misspelt key is an error rather
+//!   than a silently ignored setting;
+//! - required keys are `Option`s all the same, so that a missing key becomes a
+//!   validation error with a hint, reported together with every other problem
+//!   instead of stopping deserialization at the first one;
+//! - numbers are `i64` so that out-of-range values reach validation (which
+//!   explains the allowed range) instead of failing inside serde.
+
+use serde::Deserialize;
+use toml::Spanned;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawConfig {
+    pub relay: Option<RawRelay>,
+    #[serde(default)]
+    pub flow: Vec<Spanned<RawFlow>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelay {
+    pub workers: Option<Spanned<i64>>,
+    pub stats_interval: Option<Spanned<String>>,
+    pub watch: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFlow {
+    pub name: Option<Spanned<String>>,
+    pub input: Option<Spanned<RawInput>>,
+    pub outputs: Option<Spanned<Vec<Spanned<RawOutput>>>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawInput {
+    pub interface: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub source: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutput {
+    pub interface: Option<Spanned<String>>,
+    pub group: Option<Spanned<String>>,
+    pub port: Option<Spanned<i64>>,
+    pub ttl: Option<Spanned<i64>>,
+}

@@ -1,0 +1,459 @@
+//! Turns the raw file into a validated [`Config`], or into every error found.
+//!
+//! Invariants:
+//! - Validation never stops at the first problem: each field is checked on
+//!   its own, and cross-flow rules (unique names, unique inputs, no loops) are
+//!   checked between whichever values did validate, so one run reports
+//!   everything the operator has to fix.
+//! - A `Config` is returned only when no error at all was recorded; every
+//!   flow that failed a check recorded at least one error, so a returned
+//!   `Config` contains every flow in the file.
+//! - Every error sits at the most precise span available and its message
+//!   says what is wrong and what to do.
+
+use std::collections::HashMap;
+use std::net::Ipv4Addr;
+use std::num::NonZeroUsize;
+use std::ops::Range;
+use std::path::Path;
+
+use toml::Spanned;
+
+use super::error::{line_col, ConfigError};
+use super::raw::{RawConfig, RawFlow, RawInput, RawOutput, RawRelay};
+use super::{Config, Flow, IfName, Input, Output, RelaySettings, DEFAULT_TTL};
+
+/// Flow names become metric labels, so they are kept short and plain.
+const MAX_FLOW_NAME_LEN: usize = 64;
+
+const INPUT_EXAMPLE: &str = r#"input = { interface = "eth0", group = "239.1.1.1", port = 5001 }"#;
+const OUTPUTS_EXAMPLE: &str =
+    r#"outputs = [{ interface = "eth1", group = "239.9.9.9", port = 5099 }]"#;
+
+pub(super) fn validate(
+    raw: RawConfig,
+    source: &str,
+    path: &Path,
+) -> Result<Config, Vec<ConfigError>> {
+    let mut v = Validator {
+        source,
+        path,
+        errors: Vec::new(),
+    };
+    let relay = v.relay(raw.relay);
+    let flows = v.flows(&raw.flow);
+    if v.errors.is_empty() {
+        Ok(Config { relay, flows })
+    } else {
+        Err(v.errors)
+    }
+}
+
+/// (interface, group, port): what a loop or a duplicate output is judged by.
+type Endpoint = (IfName, Ipv4Addr, u16);
+
+/// Where an earlier value was defined, for "first defined on line N" messages.
+struct First {
+    flow: String,
+    line: usize,
+}
+
+/// What earlier flows defined, for the rules that span flows.
+#[derive(Default)]
+struct Seen {
+    /// Flow name -> line of its first definition.
+    names: HashMap<String, usize>,
+    inputs: HashMap<Input, First>,
+    /// Inputs without their source: an output here is a loop.
+    input_endpoints: HashMap<Endpoint, First>,
+    /// Every valid output of every flow, checked for loops at the end.
+    outputs: Vec<(Endpoint, Range<usize>)>,
+}
+
+struct Validator<'a> {
+    source: &'a str,
+    path: &'a Path,
+    errors: Vec<ConfigError>,
+}
+
+impl Validator<'_> {
+    fn error(&mut self, span: Range<usize>, message: String) {
+        self.errors
+            .push(ConfigError::at(self.path, self.source, span, message));
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        line_col(self.source, span.start).0
+    }
+
+    /// Returns the field, or records that it is missing from `table`.
+    fn require<'r, T>(
+        &mut self,
+        field: Option<&'r Spanned<T>>,
+        table: &Range<usize>,
+        message: impl FnOnce() -> String,
+    ) -> Option<&'r Spanned<T>> {
+        if field.is_none() {
+            self.error(table.clone(), message());
+        }
+        field
+    }
+
+    fn relay(&mut self, raw: Option<RawRelay>) -> RelaySettings {
+        let defaults = RelaySettings::default();
+        let Some(raw) = raw else {
+            return defaults;
+        };
+        let workers = raw.workers.and_then(|w| {
+            let n = usize::try_from(*w.get_ref()).ok().and_then(NonZeroUsize::new);
+            if n.is_none() {
+                self.error(
+                    w.span(),
+                    format!(
+                        "workers = {} is invalid; use at least 1, or remove the key to run one worker per online CPU",
+                        w.get_ref()
+                    ),
+                );
+            }
+            n
+        });
+        let stats_interval = match raw.stats_interval {
+            None => defaults.stats_interval,
+            Some(s) => match humantime::parse_duration(s.get_ref()) {
+                Ok(d) if d.is_zero() => None,
+                Ok(d) => Some(d),
+                Err(e) => {
+                    self.error(
+                        s.span(),
+                        format!(
+                            "stats_interval {:?} is not a duration ({e}); write one such as \"10s\", \"500ms\" or \"1m\", or \"0s\" to disable periodic stats",
+                            s.get_ref()
+                        ),
+                    );
+                    defaults.stats_interval
+                }
+            },
+        };
+        RelaySettings {
+            workers,
+            stats_interval,
+            watch: raw.watch.unwrap_or(defaults.watch),
+        }
+    }
+
+    fn flows(&mut self, raw: &[Spanned<RawFlow>]) -> Vec<Flow> {
+        let mut seen = Seen::default();
+        let flows = raw
+            .iter()
+            .filter_map(|flow| self.flow(flow, &mut seen))
+            .collect();
+        // Checked after every input is known: an output may loop into a flow
+        // defined further down the file.
+        for (endpoint, span) in seen.outputs {
+            if let Some(first) = seen.input_endpoints.get(&endpoint) {
+                let (interface, group, port) = endpoint;
+                let message = format!(
+                    "output {group}:{port} on {interface} is the input of flow {} (line {}); relaying to it would feed the relay its own output, so change the output's interface, group or port",
+                    first.flow, first.line
+                );
+                self.error(span, message);
+            }
+        }
+        flows
+    }
+
+    /// Validates one flow and records what later flows are checked against.
+    /// Returns the flow only if every part of it is valid.
+    fn flow(&mut self, raw: &Spanned<RawFlow>, seen: &mut Seen) -> Option<Flow> {
+        let span = raw.span();
+        let label = self.flow_label(raw);
+        let raw = raw.get_ref();
+
+        let name = self.name(raw, &span);
+        if let Some((name, name_span)) = &name {
+            self.unique_name(name, name_span, seen);
+        }
+        let input = self.flow_input(raw, &span, &label);
+        if let Some((input, input_span)) = &input {
+            self.unique_input(input, input_span, &label, seen);
+        }
+        let outputs = self.flow_outputs(raw, &span, &label, &mut seen.outputs);
+
+        Some(Flow {
+            name: name?.0,
+            input: input?.0,
+            outputs: outputs?,
+        })
+    }
+
+    fn unique_name(&mut self, name: &str, span: &Range<usize>, seen: &mut Seen) {
+        if let Some(first) = seen.names.get(name) {
+            let message = format!(
+                "flow name {name:?} is already used by the flow on line {first}; give each flow a unique name"
+            );
+            self.error(span.clone(), message);
+        } else {
+            seen.names.insert(name.to_string(), self.line(span));
+        }
+    }
+
+    fn unique_input(&mut self, input: &Input, span: &Range<usize>, label: &str, seen: &mut Seen) {
+        let here = || First {
+            flow: label.to_string(),
+            line: self.line(span),
+        };
+        let endpoint = (input.interface.clone(), input.group, input.port);
+        seen.input_endpoints.entry(endpoint).or_insert_with(here);
+        if let Some(first) = seen.inputs.get(input) {
+            let message = format!(
+                "flow {label} has the same input ({input}) as flow {} on line {}; a packet can enter only one flow, so move these outputs into that flow",
+                first.flow, first.line
+            );
+            self.error(span.clone(), message);
+        } else {
+            seen.inputs.insert(input.clone(), here());
+        }
+    }
+
+    /// How messages refer to a flow: by its name if it has one, else by line.
+    fn flow_label(&self, flow: &Spanned<RawFlow>) -> String {
+        match &flow.get_ref().name {
+            Some(name) => format!("{:?}", name.get_ref()),
+            None => format!("on line {}", self.line(&flow.span())),
+        }
+    }
+
+    fn name(&mut self, flow: &RawFlow, span: &Range<usize>) -> Option<(String, Range<usize>)> {
+        let raw = self.require(flow.name.as_ref(), span, || {
+            "this flow has no name; add name = \"cam-1\" (it labels the flow's metrics and log lines)".to_string()
+        })?;
+        let name = raw.get_ref();
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-');
+        let problem = if name.is_empty() {
+            "flow name is empty; give the flow a name such as \"cam-1\"".to_string()
+        } else if let Some(c) = name.chars().find(|&c| !allowed(c)) {
+            format!("flow name {name:?} contains {c:?}; use only ASCII letters, digits, '_', '.' and '-' (the name is used as a metric label)")
+        } else if name.len() > MAX_FLOW_NAME_LEN {
+            format!(
+                "flow name {name:?} is {} characters long; shorten it to at most {MAX_FLOW_NAME_LEN} (the name is used as a metric label)",
+                name.len()
+            )
+        } else {
+            return Some((name.clone(), raw.span()));
+        };
+        self.error(raw.span(), problem);
+        None
+    }
+
+    fn flow_input(
+        &mut self,
+        flow: &RawFlow,
+        span: &Range<usize>,
+        label: &str,
+    ) -> Option<(Input, Range<usize>)> {
+        let raw = self.require(flow.input.as_ref(), span, || {
+            format!("flow {label} has no input; add {INPUT_EXAMPLE}")
+        })?;
+        let input = self.input(raw)?;
+        Some((input, raw.span()))
+    }
+
+    /// Validates a flow's outputs. Every valid output is also added to
+    /// `valid` for the loop check, even when a sibling is invalid; the flow's
+    /// output list is returned only when all of them are valid.
+    fn flow_outputs(
+        &mut self,
+        flow: &RawFlow,
+        span: &Range<usize>,
+        label: &str,
+        valid: &mut Vec<(Endpoint, Range<usize>)>,
+    ) -> Option<Vec<Output>> {
+        let raw = self.require(flow.outputs.as_ref(), span, || {
+            format!("flow {label} has no outputs; add {OUTPUTS_EXAMPLE}")
+        })?;
+        if raw.get_ref().is_empty() {
+            self.error(
+                raw.span(),
+                format!("flow {label} has an empty output list; add at least one output, e.g. {OUTPUTS_EXAMPLE}"),
+            );
+            return None;
+        }
+        let mut first_lines: HashMap<Endpoint, usize> = HashMap::new();
+        let mut outputs = Vec::with_capacity(raw.get_ref().len());
+        let mut complete = true;
+        for raw_output in raw.get_ref() {
+            let Some(output) = self.output(raw_output) else {
+                complete = false;
+                continue;
+            };
+            let output_span = raw_output.span();
+            let endpoint = endpoint_of(&output);
+            if let Some(first) = first_lines.get(&endpoint) {
+                let message = format!(
+                    "output {}:{} on {} is listed twice in flow {label} (first on line {first}); remove the duplicate",
+                    output.group, output.port, output.interface
+                );
+                self.error(output_span, message);
+                complete = false;
+                continue;
+            }
+            first_lines.insert(endpoint.clone(), self.line(&output_span));
+            valid.push((endpoint, output_span));
+            outputs.push(output);
+        }
+        complete.then_some(outputs)
+    }
+
+    fn input(&mut self, raw: &Spanned<RawInput>) -> Option<Input> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let interface = self.interface(raw.interface.as_ref(), &span, "input", "eth0");
+        let group = self.group(raw.group.as_ref(), &span, "input", "239.1.1.1");
+        let port = self.port(raw.port.as_ref(), &span, "input", 5001);
+        let source = match &raw.source {
+            None => Some(None),
+            Some(s) => self.source_address(s).map(Some),
+        };
+        Some(Input {
+            interface: interface?,
+            group: group?,
+            port: port?,
+            source: source?,
+        })
+    }
+
+    fn output(&mut self, raw: &Spanned<RawOutput>) -> Option<Output> {
+        let span = raw.span();
+        let raw = raw.get_ref();
+        let interface = self.interface(raw.interface.as_ref(), &span, "output", "eth1");
+        let group = self.group(raw.group.as_ref(), &span, "output", "239.9.9.9");
+        let port = self.port(raw.port.as_ref(), &span, "output", 5099);
+        let ttl = match &raw.ttl {
+            None => Some(DEFAULT_TTL),
+            Some(t) => self.ttl(t),
+        };
+        Some(Output {
+            interface: interface?,
+            group: group?,
+            port: port?,
+            ttl: ttl?,
+        })
+    }
+
+    fn interface(
+        &mut self,
+        field: Option<&Spanned<String>>,
+        table: &Range<usize>,
+        side: &str,
+        example: &str,
+    ) -> Option<IfName> {
+        let raw = self.require(field, table, || {
+            format!("{side} has no interface; add interface = \"{example}\"")
+        })?;
+        match IfName::new(raw.get_ref()) {
+            Ok(name) => Some(name),
+            Err(reason) => {
+                let message = format!(
+                    "invalid interface name {:?}: {reason}; use the name shown by `ip link`, such as \"{example}\"",
+                    raw.get_ref()
+                );
+                self.error(raw.span(), message);
+                None
+            }
+        }
+    }
+
+    fn group(
+        &mut self,
+        field: Option<&Spanned<String>>,
+        table: &Range<usize>,
+        side: &str,
+        example: &str,
+    ) -> Option<Ipv4Addr> {
+        let raw = self.require(field, table, || {
+            format!("{side} has no group; add group = \"{example}\"")
+        })?;
+        let hint = format!("a multicast group such as \"{example}\"");
+        let group = self.ipv4(raw, "group", &hint)?;
+        if group.is_multicast() {
+            return Some(group);
+        }
+        self.error(
+            raw.span(),
+            format!("{side} group {group} is not a multicast address; use an address in 224.0.0.0/4, such as {example} (239.0.0.0/8 is for use within an organisation)"),
+        );
+        None
+    }
+
+    fn source_address(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
+        let source = self.ipv4(
+            raw,
+            "source",
+            "the sender's unicast address such as \"10.0.0.5\"",
+        )?;
+        let problem = if source.is_multicast() {
+            "a multicast address"
+        } else if source.is_unspecified() {
+            "the unspecified address"
+        } else if source.is_broadcast() {
+            "the broadcast address"
+        } else {
+            return Some(source);
+        };
+        self.error(
+            raw.span(),
+            format!("source {source} is {problem}; set source to the unicast address of the sender (source-specific multicast), or remove it to accept any sender"),
+        );
+        None
+    }
+
+    fn ipv4(&mut self, raw: &Spanned<String>, key: &str, hint: &str) -> Option<Ipv4Addr> {
+        let addr = raw.get_ref().parse().ok();
+        if addr.is_none() {
+            let message = format!(
+                "{key} {:?} is not an IPv4 address; write {hint}",
+                raw.get_ref()
+            );
+            self.error(raw.span(), message);
+        }
+        addr
+    }
+
+    fn port(
+        &mut self,
+        field: Option<&Spanned<i64>>,
+        table: &Range<usize>,
+        side: &str,
+        example: u16,
+    ) -> Option<u16> {
+        let raw = self.require(field, table, || {
+            format!("{side} has no port; add port = {example}")
+        })?;
+        let port = u16::try_from(*raw.get_ref()).ok().filter(|&p| p != 0);
+        if port.is_none() {
+            self.error(
+                raw.span(),
+                format!(
+                    "port {} is out of range; use a UDP port from 1 to 65535",
+                    raw.get_ref()
+                ),
+            );
+        }
+        port
+    }
+
+    fn ttl(&mut self, raw: &Spanned<i64>) -> Option<u8> {
+        let ttl = u8::try_from(*raw.get_ref()).ok().filter(|&t| t != 0);
+        if ttl.is_none() {
+            self.error(
+                raw.span(),
+                format!("ttl {} is out of range; use 1 to 255, or remove it for the default of {DEFAULT_TTL}, which keeps packets on the output's own segment", raw.get_ref()),
+            );
+        }
+        ttl
+    }
+}
+
+fn endpoint_of(output: &Output) -> Endpoint {
+    (output.interface.clone(), output.group, output.port)
+}

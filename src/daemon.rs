@@ -1,0 +1,273 @@
+//! `mcr run`: load the config, start the relay, serve signals and periodic stats, shut down.
+//!
+//! The main thread is the control thread. Signals arrive through a `signal-hook` thread as
+//! [`Event`]s on one channel, so every state change happens on this one thread.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+
+use crate::config::Config;
+use crate::relay::Relay;
+use crate::stats::Snapshot;
+
+/// Options of `mcr run`.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub config: PathBuf,
+    /// Write a JSON snapshot of all counters here at every stats tick and at exit.
+    pub stats_json: Option<PathBuf>,
+}
+
+/// Why `mcr run` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("{0}")]
+    Config(#[from] crate::config::ConfigErrors),
+    #[error("{0}")]
+    Start(#[from] crate::relay::StartError),
+    #[error("signal handling: {0}")]
+    Signals(std::io::Error),
+}
+
+enum Event {
+    Signal(i32),
+    /// Something happened to the config file's name in its directory.
+    FileChanged,
+}
+
+/// How long file events are collected before one reload runs: editors and config managers
+/// write, rename and chmod in quick bursts.
+pub const DEBOUNCE: Duration = Duration::from_millis(200);
+
+/// Reload bookkeeping of the control thread.
+#[derive(Debug, Default)]
+struct Reloads {
+    /// Content of the file behind the running table; an identical file is a no-op.
+    applied: Vec<u8>,
+    successes: u64,
+    failures: u64,
+}
+
+pub fn run(opts: &RunOptions) -> Result<(), RunError> {
+    let applied = std::fs::read(&opts.config).unwrap_or_default();
+    let config = Config::load(&opts.config)?;
+    let workers = config
+        .relay
+        .workers
+        .map(|w| w.get())
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let (events, inbox) = mpsc::channel();
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(RunError::Signals)?;
+    let signal_handle = signals.handle();
+    let signal_events = events.clone();
+    std::thread::Builder::new()
+        .name("mcr-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if signal_events.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(RunError::Signals)?;
+
+    let mut relay = Relay::start(&config, workers)?;
+    let table = relay.table();
+    log::info!(
+        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, config {}",
+        table.flows().len(),
+        table.memberships().len(),
+        table.input_ifindexes().len(),
+        relay.helper_sockets(),
+        workers,
+        opts.config.display()
+    );
+    let _watcher = if config.relay.watch {
+        watch(&opts.config, events.clone())
+    } else {
+        None
+    };
+
+    let mut reloads = Reloads {
+        applied,
+        ..Reloads::default()
+    };
+    let mut interval = config.relay.stats_interval;
+    let mut previous: Option<(Snapshot, Instant)> = None;
+    let mut next_tick = interval.map(|i| Instant::now() + i);
+    let mut reload_at: Option<Instant> = None;
+    loop {
+        let wake = [next_tick, reload_at].into_iter().flatten().min();
+        let timeout = wake.map_or(Duration::from_secs(3600), |t| {
+            t.saturating_duration_since(Instant::now())
+        });
+        match inbox.recv_timeout(timeout) {
+            Ok(Event::Signal(SIGHUP)) => {
+                log::info!("SIGHUP: reloading {}", opts.config.display());
+                reload(&mut relay, &opts.config, &mut reloads, true, &mut interval);
+            }
+            Ok(Event::Signal(s)) => {
+                log::info!("signal {s}: shutting down");
+                break;
+            }
+            Ok(Event::FileChanged) => {
+                reload_at.get_or_insert_with(|| Instant::now() + DEBOUNCE);
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+        let now = Instant::now();
+        if reload_at.is_some_and(|t| t <= now) {
+            reload_at = None;
+            reload(&mut relay, &opts.config, &mut reloads, false, &mut interval);
+            if next_tick.is_none() {
+                next_tick = interval.map(|i| now + i);
+            }
+        }
+        if next_tick.is_some_and(|t| t <= now) {
+            let snap = relay.snapshot();
+            log_stats(&snap, previous.as_ref());
+            write_json(opts.stats_json.as_deref(), &snap);
+            previous = Some((snap, now));
+            next_tick = interval.map(|i| now + i);
+        }
+    }
+    signal_handle.close();
+    let snap = relay.shutdown();
+    write_json(opts.stats_json.as_deref(), &snap);
+    println!("final counters:");
+    for line in snap.lines(None) {
+        println!("  {line}");
+    }
+    log::info!(
+        "stopped; groups left; reloads: {} applied, {} rejected",
+        reloads.successes,
+        reloads.failures
+    );
+    Ok(())
+}
+
+/// Watches the config file's *directory* (so replace-by-rename, as editors and Ansible do,
+/// is seen) and reports events that name the file. Failure to watch is logged, not fatal.
+fn watch(path: &Path, events: mpsc::Sender<Event>) -> Option<notify::RecommendedWatcher> {
+    use notify::Watcher;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path.file_name()?.to_os_string();
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(ev) = res {
+            if ev
+                .paths
+                .iter()
+                .any(|p| p.file_name() == Some(name.as_os_str()))
+            {
+                let _ = events.send(Event::FileChanged);
+            }
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            log::warn!("cannot watch {}: {e}; reload with SIGHUP", dir.display());
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&dir, notify::RecursiveMode::NonRecursive) {
+        log::warn!("cannot watch {}: {e}; reload with SIGHUP", dir.display());
+        return None;
+    }
+    Some(watcher)
+}
+
+/// Reads, validates and applies the config file; on any error the running table stays.
+fn reload(
+    relay: &mut Relay,
+    path: &Path,
+    reloads: &mut Reloads,
+    forced: bool,
+    interval: &mut Option<Duration>,
+) {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => {
+            reloads.failures += 1;
+            log::error!("reload rejected: {}: cannot read: {e}", path.display());
+            return;
+        }
+    };
+    if bytes == reloads.applied && !forced {
+        log::debug!("reload: {} unchanged", path.display());
+        return;
+    }
+    let text = String::from_utf8_lossy(&bytes);
+    let config = match Config::parse(&text, path) {
+        Ok(c) => c,
+        Err(errors) => {
+            reloads.failures += 1;
+            for e in &errors.errors {
+                log::error!("reload rejected: {e}");
+            }
+            return;
+        }
+    };
+    if let Some(w) = config.relay.workers {
+        if w.get() != relay.worker_count() {
+            log::warn!(
+                "workers = {w} needs a restart; keeping {} workers, applying the rest",
+                relay.worker_count()
+            );
+        }
+    }
+    match relay.reload(&config) {
+        Ok(summary) => {
+            reloads.successes += 1;
+            reloads.applied = bytes;
+            *interval = config.relay.stats_interval;
+            log::info!("reloaded: {summary}");
+        }
+        Err(e) => {
+            reloads.failures += 1;
+            log::error!("reload rejected: {}: {e}", path.display());
+        }
+    }
+}
+
+/// One line per flow that moved since the previous tick, then the drop totals if any grew.
+fn log_stats(snap: &Snapshot, previous: Option<&(Snapshot, Instant)>) {
+    let prev = previous.map(|(s, t)| (s, t.elapsed()));
+    let lines = snap.lines(prev);
+    let (flow_lines, drop_line) = lines.split_at(lines.len() - 1);
+    for (line, flow) in flow_lines.iter().zip(&snap.flows) {
+        let moved = prev.is_none_or(|(p, _)| {
+            p.flows
+                .iter()
+                .find(|f| f.name == flow.name)
+                .is_none_or(|f| f.packets != flow.packets)
+        });
+        if moved && flow.packets > 0 {
+            log::info!("{line}");
+        }
+    }
+    if prev.is_none_or(|(p, _)| p.drops != snap.drops || p.frames != snap.frames) {
+        log::info!("{}", drop_line[0]);
+    }
+}
+
+/// Best effort: a write that fails is logged, never fatal.
+fn write_json(path: Option<&Path>, snap: &Snapshot) {
+    let Some(path) = path else { return };
+    let tmp = path.with_extension("tmp");
+    let result = serde_json::to_vec_pretty(snap)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = result {
+        log::warn!("cannot write stats to {}: {e}", path.display());
+    }
+}

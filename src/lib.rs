@@ -1,0 +1,21 @@
+//! mcr — a userspace multicast relay for Linux.
+//!
+//! A packet walks `ingress` (AF_PACKET ring) → `wire` (zero-copy parse) → `table` (lookup) →
+//! `egress` (io_uring sends), inside a `worker` thread. The operator's file walks `config`
+//! (parse, validate) → `table` (compile) → `relay` (publish, join groups via `membership`).
+//! See docs/ARCHITECTURE.md.
+
+pub mod cli;
+pub mod config;
+pub mod daemon;
+pub mod egress;
+pub mod ingress;
+pub mod membership;
+pub mod relay;
+pub mod reload;
+pub mod stats;
+pub(crate) mod sys;
+pub mod table;
+pub mod tools;
+pub mod wire;
+pub mod worker;

@@ -1,0 +1,300 @@
+//! The running relay: the published table, the workers with their rings, and the group
+//! memberships — started from a config, snapshotted for stats, and shut down in order.
+//!
+//! Invariants:
+//! - every input interface of the published table has exactly one ring on every worker, all
+//!   in one fanout group for that interface;
+//! - rings are opened before groups are joined, so no packet the join attracts is missed;
+//! - on shutdown, workers stop before groups are left.
+
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+
+use crate::config::{self, Config, IfName};
+use crate::egress::OutputSocket;
+use crate::ingress::{Fanout, Ring, RingSpec};
+use crate::membership::Memberships;
+use crate::stats::{FlowSnapshot, OutputSnapshot, Snapshot, WorkerStats};
+use crate::sys;
+use crate::table::{Env, Table, TableError};
+use crate::worker::{Command, Worker};
+
+/// Frames per receive ring: 4096 × 2 KiB = 8 MiB per (worker, interface) at MTU 1500, which
+/// holds ~20 ms at 200k pps while a worker is busy elsewhere.
+const RING_FRAMES: u32 = 4096;
+
+/// Why the relay could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error("cannot open receive ring on `{interface}`: {source} (mcr needs root or CAP_NET_RAW)")]
+    Ring {
+        interface: String,
+        source: io::Error,
+    },
+    #[error("cannot start worker {id}: {source}")]
+    Worker { id: usize, source: io::Error },
+    #[error("cannot join {group} on `{interface}`: {source}")]
+    Join {
+        interface: String,
+        group: std::net::Ipv4Addr,
+        source: io::Error,
+    },
+}
+
+/// Why a reload was rejected; the running table stays as it was.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error(transparent)]
+    Table(#[from] TableError),
+    #[error(transparent)]
+    Start(#[from] StartError),
+}
+
+/// What a successful reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub generation: u64,
+    pub flows_added: usize,
+    pub flows_removed: usize,
+    pub flows_changed: usize,
+    pub joined: usize,
+    pub left: usize,
+}
+
+impl std::fmt::Display for ReloadSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "generation {}: flows +{} -{} ~{}, groups joined {} left {}",
+            self.generation,
+            self.flows_added,
+            self.flows_removed,
+            self.flows_changed,
+            self.joined,
+            self.left
+        )
+    }
+}
+
+/// The host: real interfaces and real sockets.
+pub struct Host;
+
+impl Env for Host {
+    fn ifindex(&mut self, name: &IfName) -> io::Result<u32> {
+        sys::ifindex(name.as_str())
+    }
+    fn open_output(&mut self, output: &config::Output, ifindex: u32) -> io::Result<OutputSocket> {
+        OutputSocket::open(output, ifindex)
+    }
+}
+
+pub struct Relay {
+    table: Arc<ArcSwap<Table>>,
+    workers: Vec<Worker>,
+    /// Outlives the workers, so the final snapshot still has their counters.
+    worker_stats: Vec<Arc<WorkerStats>>,
+    memberships: Memberships,
+}
+
+impl Relay {
+    /// Compiles `config`, opens rings, starts `workers` threads and joins the input groups.
+    pub fn start(config: &Config, workers: usize) -> Result<Relay, StartError> {
+        let table = Table::compile(config, &mut Host, None, 1)?;
+        let inputs = table.input_ifindexes();
+        let mut rings: Vec<Vec<Ring>> = (0..workers).map(|_| Vec::new()).collect();
+        for &ifindex in &inputs {
+            for (w, ring) in open_rings(&table, ifindex, workers)?
+                .into_iter()
+                .enumerate()
+            {
+                rings[w].push(ring);
+            }
+        }
+        let shared = Arc::new(ArcSwap::from_pointee(table));
+        let mut started = Vec::with_capacity(workers);
+        for (id, rings) in rings.into_iter().enumerate() {
+            let w = Worker::spawn(id, shared.clone(), rings)
+                .map_err(|source| StartError::Worker { id, source })?;
+            started.push(w);
+        }
+        let mut relay = Relay {
+            table: shared,
+            worker_stats: started.iter().map(|w| w.stats().clone()).collect(),
+            workers: started,
+            memberships: Memberships::kernel(),
+        };
+        let table = relay.table.load_full();
+        for m in table.memberships() {
+            if let Err(source) = relay.memberships.join(m) {
+                let interface = table.input_name(m.ifindex).map(|n| n.to_string());
+                relay.shutdown();
+                return Err(StartError::Join {
+                    interface: interface.unwrap_or_default(),
+                    group: m.group,
+                    source,
+                });
+            }
+        }
+        Ok(relay)
+    }
+
+    pub fn table(&self) -> Arc<Table> {
+        self.table.load_full()
+    }
+
+    /// Applies `config` live: compile, open rings for new interfaces, join new groups, publish
+    /// the table, leave groups no longer used, release unused rings. Any failure before the
+    /// publish undoes what was done and leaves the running table untouched.
+    pub fn reload(&mut self, config: &Config) -> Result<ReloadSummary, ReloadError> {
+        use crate::reload::{diff, Change};
+        let old = self.table.load_full();
+        let new = Table::compile(config, &mut Host, Some(&old), old.generation() + 1)?;
+        let changes = diff(&old.needs(), &new.needs());
+        let mut rings = Vec::new();
+        for change in &changes {
+            if let Change::AddInterface(ifindex) = *change {
+                rings.push(open_rings(&new, ifindex, self.workers.len())?);
+            }
+        }
+        let mut joined = Vec::new();
+        for change in &changes {
+            if let Change::Join(m) = *change {
+                if let Err(source) = self.memberships.join(m) {
+                    for &m in &joined {
+                        let _ = self.memberships.leave(m);
+                    }
+                    let interface = new.input_name(m.ifindex).map(|n| n.to_string());
+                    return Err(StartError::Join {
+                        interface: interface.unwrap_or_default(),
+                        group: m.group,
+                        source,
+                    }
+                    .into());
+                }
+                joined.push(m);
+            }
+        }
+        for per_worker in rings {
+            for (worker, ring) in self.workers.iter().zip(per_worker) {
+                worker.send(Command::AddRing(ring));
+            }
+        }
+        let mut summary = ReloadSummary {
+            generation: new.generation(),
+            joined: joined.len(),
+            ..ReloadSummary::default()
+        };
+        for f in new.flows() {
+            match old.flow_by_name(&f.spec.name) {
+                None => summary.flows_added += 1,
+                Some(o) if o.spec != f.spec => summary.flows_changed += 1,
+                Some(_) => {}
+            }
+        }
+        summary.flows_removed = old
+            .flows()
+            .iter()
+            .filter(|o| new.flow_by_name(&o.spec.name).is_none())
+            .count();
+        self.table.store(Arc::new(new));
+        for change in &changes {
+            match *change {
+                Change::Leave(m) => match self.memberships.leave(m) {
+                    Ok(_) => summary.left += 1,
+                    Err(e) => log::warn!("leaving {} on ifindex {}: {e}", m.group, m.ifindex),
+                },
+                Change::RemoveInterface(ifindex) => {
+                    for worker in &self.workers {
+                        worker.send(Command::RemoveRing(ifindex));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(summary)
+    }
+
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// Memberships held, per interface index.
+    pub fn joined(&self) -> HashMap<u32, usize> {
+        let mut per = HashMap::new();
+        for m in self.memberships.held() {
+            *per.entry(m.ifindex).or_insert(0) += 1;
+        }
+        per
+    }
+
+    pub fn helper_sockets(&self) -> usize {
+        self.memberships.sockets()
+    }
+
+    /// Every counter, now.
+    pub fn snapshot(&self) -> Snapshot {
+        let table = self.table.load();
+        let mut snap = Snapshot {
+            flows: table
+                .flows()
+                .iter()
+                .map(|f| {
+                    let mut s = FlowSnapshot::read(&f.spec.name, &f.stats);
+                    s.outputs = f
+                        .outputs
+                        .iter()
+                        .map(|o| {
+                            OutputSnapshot::read(
+                                o.spec.interface.as_str(),
+                                o.spec.group,
+                                o.spec.port,
+                                &o.stats,
+                            )
+                        })
+                        .collect();
+                    s
+                })
+                .collect(),
+            ..Snapshot::default()
+        };
+        snap.add_workers(self.worker_stats.iter().map(Arc::as_ref));
+        snap
+    }
+
+    /// Stops the workers, leaves every group, and returns the final counters.
+    pub fn shutdown(mut self) -> Snapshot {
+        for w in self.workers.drain(..) {
+            w.stop();
+        }
+        let snap = self.snapshot();
+        for m in self.memberships.held() {
+            if let Err(e) = self.memberships.leave(m) {
+                log::warn!("leaving {} on ifindex {}: {e}", m.group, m.ifindex);
+            }
+        }
+        snap
+    }
+}
+
+/// One ring per worker on `ifindex`, in one new fanout group.
+fn open_rings(table: &Table, ifindex: u32, workers: usize) -> Result<Vec<Ring>, StartError> {
+    let name = table
+        .input_name(ifindex)
+        .map_or_else(String::new, |n| n.to_string());
+    let mtu = sys::mtu(&name).unwrap_or(1500);
+    let spec = RingSpec::for_mtu(mtu, RING_FRAMES);
+    let mut fanout = Fanout::default();
+    (0..workers)
+        .map(|_| {
+            Ring::open(ifindex, spec, &mut fanout).map_err(|source| StartError::Ring {
+                interface: name.clone(),
+                source,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,349 @@
+//! Counters for flows, outputs and drops, and their snapshots.
+//!
+//! Workers write, everyone else reads. Every counter is a relaxed atomic owned by an `Arc`
+//! shared between the forwarding table (which workers use) and whoever reports; a flow is kept
+//! on one worker by the fanout hash, so its counters do not bounce between cores. A table
+//! compiled on reload reuses the `Arc`s of unchanged flows and outputs, so their counters
+//! survive reloads.
+//!
+//! Drop reasons are a closed enum with `&'static str` names, so log and metric labels stay
+//! bounded.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+/// Why a received frame, or one of its copies, was not forwarded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Drop {
+    /// A multicast UDP datagram for no configured (interface, group, port, source).
+    NoMatch,
+    /// An IPv4 fragment; mcr does not reassemble, and never forwards half a datagram.
+    Fragment,
+    /// Lengths or header fields that do not add up.
+    Malformed,
+    /// Not IPv4 UDP (the socket filter should already have refused it).
+    Unsupported,
+    /// Larger than the receive ring's frame, so only a prefix was captured.
+    Truncated,
+    /// The kernel found the receive ring full (from `PACKET_STATISTICS`).
+    RingFull,
+    /// An output's socket buffer or queue was full (`EAGAIN`/`ENOBUFS`); never retried.
+    EgressFull,
+    /// Any other send error, also counted per output by errno.
+    SendError,
+}
+
+impl Drop {
+    pub const ALL: [Drop; 8] = [
+        Drop::NoMatch,
+        Drop::Fragment,
+        Drop::Malformed,
+        Drop::Unsupported,
+        Drop::Truncated,
+        Drop::RingFull,
+        Drop::EgressFull,
+        Drop::SendError,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Drop::NoMatch => "no_match",
+            Drop::Fragment => "fragment",
+            Drop::Malformed => "malformed",
+            Drop::Unsupported => "unsupported",
+            Drop::Truncated => "truncated",
+            Drop::RingFull => "ring_full",
+            Drop::EgressFull => "egress_full",
+            Drop::SendError => "send_error",
+        }
+    }
+}
+
+/// Counters of drops that belong to no flow, one set per worker.
+#[derive(Debug, Default)]
+pub struct DropCounters([AtomicU64; Drop::ALL.len()]);
+
+impl DropCounters {
+    #[inline]
+    pub fn add(&self, reason: Drop, n: u64) {
+        self.0[reason as usize].fetch_add(n, Relaxed);
+    }
+
+    pub fn get(&self, reason: Drop) -> u64 {
+        self.0[reason as usize].load(Relaxed)
+    }
+}
+
+/// What arrived for one flow.
+#[derive(Debug, Default)]
+pub struct FlowStats {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+}
+
+impl FlowStats {
+    #[inline]
+    pub fn add(&self, bytes: usize) {
+        self.packets.fetch_add(1, Relaxed);
+        self.bytes.fetch_add(bytes as u64, Relaxed);
+    }
+}
+
+/// Largest errno counted individually; anything above lands in the last slot.
+const MAX_ERRNO: usize = 134;
+
+/// What left through one output, and what did not.
+#[derive(Debug)]
+pub struct OutputStats {
+    pub packets: AtomicU64,
+    pub bytes: AtomicU64,
+    pub egress_full: AtomicU64,
+    pub send_errors: AtomicU64,
+    by_errno: [AtomicU64; MAX_ERRNO + 1],
+}
+
+impl Default for OutputStats {
+    fn default() -> Self {
+        OutputStats {
+            packets: AtomicU64::new(0),
+            bytes: AtomicU64::new(0),
+            egress_full: AtomicU64::new(0),
+            send_errors: AtomicU64::new(0),
+            by_errno: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl OutputStats {
+    /// Records one send's result as io_uring reports it: bytes sent, or a negative errno.
+    #[inline]
+    pub fn record(&self, result: i32) {
+        if result >= 0 {
+            self.packets.fetch_add(1, Relaxed);
+            self.bytes.fetch_add(result as u64, Relaxed);
+            return;
+        }
+        let errno = -result;
+        if errno == libc::EAGAIN || errno == libc::ENOBUFS {
+            self.egress_full.fetch_add(1, Relaxed);
+        } else {
+            self.send_errors.fetch_add(1, Relaxed);
+            self.by_errno[(errno as usize).min(MAX_ERRNO)].fetch_add(1, Relaxed);
+        }
+    }
+
+    /// Counts a copy dropped before it reached the kernel because the send queue was full.
+    #[inline]
+    pub fn queue_full(&self) {
+        self.egress_full.fetch_add(1, Relaxed);
+    }
+
+    /// Non-zero send errors as (errno name, count).
+    pub fn errors_by_errno(&self) -> Vec<(String, u64)> {
+        self.by_errno
+            .iter()
+            .enumerate()
+            .filter_map(|(errno, n)| {
+                let n = n.load(Relaxed);
+                (n > 0).then(|| (errno_name(errno as i32), n))
+            })
+            .collect()
+    }
+}
+
+fn errno_name(errno: i32) -> String {
+    let name = nix::errno::Errno::from_raw(errno);
+    if name == nix::errno::Errno::UnknownErrno {
+        format!("errno_{errno}")
+    } else {
+        format!("{name:?}")
+    }
+}
+
+/// A point-in-time copy of every counter, for logs, files and (later) the control socket.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct Snapshot {
+    pub flows: Vec<FlowSnapshot>,
+    /// Drops that belong to no flow, by reason name.
+    pub drops: std::collections::BTreeMap<&'static str, u64>,
+    /// Frames read from the receive rings (all workers).
+    pub frames: u64,
+    /// Frames read per worker, in worker order.
+    pub workers: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct FlowSnapshot {
+    pub name: String,
+    pub packets: u64,
+    pub bytes: u64,
+    pub outputs: Vec<OutputSnapshot>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct OutputSnapshot {
+    pub interface: String,
+    pub group: String,
+    pub port: u16,
+    pub packets: u64,
+    pub bytes: u64,
+    pub egress_full: u64,
+    pub send_errors: u64,
+    pub errors_by_errno: Vec<(String, u64)>,
+}
+
+impl FlowSnapshot {
+    pub fn read(name: &str, flow: &FlowStats) -> FlowSnapshot {
+        FlowSnapshot {
+            name: name.to_string(),
+            packets: flow.packets.load(Relaxed),
+            bytes: flow.bytes.load(Relaxed),
+            outputs: Vec::new(),
+        }
+    }
+}
+
+impl OutputSnapshot {
+    pub fn read(interface: &str, group: std::net::Ipv4Addr, port: u16, s: &OutputStats) -> Self {
+        OutputSnapshot {
+            interface: interface.to_string(),
+            group: group.to_string(),
+            port,
+            packets: s.packets.load(Relaxed),
+            bytes: s.bytes.load(Relaxed),
+            egress_full: s.egress_full.load(Relaxed),
+            send_errors: s.send_errors.load(Relaxed),
+            errors_by_errno: s.errors_by_errno(),
+        }
+    }
+}
+
+/// Per-worker counters that belong to no flow.
+#[derive(Debug, Default)]
+pub struct WorkerStats {
+    pub frames: AtomicU64,
+    pub drops: DropCounters,
+}
+
+impl Snapshot {
+    /// Adds the workers' counters to `self.drops` and `self.frames`.
+    pub fn add_workers<'a>(&mut self, workers: impl IntoIterator<Item = &'a WorkerStats>) {
+        for reason in Drop::ALL {
+            self.drops.entry(reason.name()).or_insert(0);
+        }
+        for w in workers {
+            let frames = w.frames.load(Relaxed);
+            self.frames += frames;
+            self.workers.push(frames);
+            for reason in Drop::ALL {
+                *self.drops.entry(reason.name()).or_insert(0) += w.drops.get(reason);
+            }
+        }
+        // Per-output drops are summed into the totals too, so `drops` is the whole story.
+        let (full, errors) = self
+            .flows
+            .iter()
+            .flat_map(|f| &f.outputs)
+            .fold((0, 0), |acc, o| {
+                (acc.0 + o.egress_full, acc.1 + o.send_errors)
+            });
+        *self.drops.entry(Drop::EgressFull.name()).or_insert(0) += full;
+        *self.drops.entry(Drop::SendError.name()).or_insert(0) += errors;
+    }
+
+    /// Human-readable lines: one per flow with its outputs, then the drop totals.
+    pub fn lines(&self, previous: Option<(&Snapshot, std::time::Duration)>) -> Vec<String> {
+        let mut lines = Vec::new();
+        for f in &self.flows {
+            let rate = previous.and_then(|(prev, dt)| {
+                let p = prev.flows.iter().find(|p| p.name == f.name)?;
+                let secs = dt.as_secs_f64().max(1e-9);
+                Some((
+                    (f.packets.saturating_sub(p.packets)) as f64 / secs,
+                    (f.bytes.saturating_sub(p.bytes)) as f64 * 8.0 / secs / 1e6,
+                ))
+            });
+            let rate = rate.map_or(String::new(), |(pps, mbps)| {
+                format!(" rate={pps:.0}pps/{mbps:.2}Mbit/s")
+            });
+            let outs: Vec<String> = f
+                .outputs
+                .iter()
+                .map(|o| {
+                    format!(
+                        "{}>{}:{} {}/{}B full={} err={}",
+                        o.interface,
+                        o.group,
+                        o.port,
+                        o.packets,
+                        o.bytes,
+                        o.egress_full,
+                        o.send_errors
+                    )
+                })
+                .collect();
+            lines.push(format!(
+                "flow {} in={}/{}B{} out=[{}]",
+                f.name,
+                f.packets,
+                f.bytes,
+                rate,
+                outs.join(", ")
+            ));
+        }
+        let drops: Vec<String> = self.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        lines.push(format!("frames={} drops: {}", self.frames, drops.join(" ")));
+        lines
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_results_are_classified() {
+        let s = OutputStats::default();
+        s.record(1000);
+        s.record(-libc::EAGAIN);
+        s.record(-libc::ENOBUFS);
+        s.record(-libc::ENETUNREACH);
+        s.record(-libc::ENETUNREACH);
+        s.record(-9999);
+        assert_eq!(s.packets.load(Relaxed), 1);
+        assert_eq!(s.bytes.load(Relaxed), 1000);
+        assert_eq!(s.egress_full.load(Relaxed), 2);
+        assert_eq!(s.send_errors.load(Relaxed), 3);
+        let by = s.errors_by_errno();
+        assert!(by.contains(&("ENETUNREACH".to_string(), 2)), "{by:?}");
+        assert_eq!(by.len(), 2);
+    }
+
+    #[test]
+    fn snapshot_totals_include_output_drops() {
+        let w = WorkerStats::default();
+        w.drops.add(Drop::NoMatch, 3);
+        w.frames.fetch_add(10, Relaxed);
+        let mut snap = Snapshot {
+            flows: vec![FlowSnapshot {
+                name: "a".into(),
+                packets: 7,
+                bytes: 70,
+                outputs: vec![OutputSnapshot {
+                    egress_full: 2,
+                    send_errors: 1,
+                    ..OutputSnapshot::default()
+                }],
+            }],
+            ..Snapshot::default()
+        };
+        snap.add_workers([&w, &WorkerStats::default()]);
+        assert_eq!(snap.frames, 10);
+        assert_eq!(snap.drops["no_match"], 3);
+        assert_eq!(snap.drops["egress_full"], 2);
+        assert_eq!(snap.drops["send_error"], 1);
+        assert_eq!(snap.drops.len(), Drop::ALL.len());
+        assert!(snap.lines(None)[0].starts_with("flow a in=7/70B"));
+    }
+}

@@ -1,0 +1,120 @@
+//! Raw socket options the standard library, `socket2` and `nix` do not cover.
+//!
+//! This is one of the few modules allowed `unsafe`: each function hands the kernel a pointer to a
+//! plain-old-data value and its exact size, nothing else. Callers pass `#[repr(C)]` structs from
+//! `libc` (or integers); the kernel copies bytes in or out and never keeps the pointer.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::mem::{size_of, MaybeUninit};
+use std::os::fd::{AsRawFd, BorrowedFd};
+
+/// `setsockopt(fd, level, name, &value, sizeof value)`.
+pub fn setsockopt<T: Copy>(fd: BorrowedFd<'_>, level: i32, name: i32, value: &T) -> io::Result<()> {
+    // SAFETY: `value` is a live reference to a `Copy` (plain data) value of exactly
+    // `size_of::<T>()` bytes; the kernel only reads that many bytes during the call.
+    let rc = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            (value as *const T).cast(),
+            size_of::<T>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// `getsockopt` into a zero-initialised `T`; returns the value and the length the kernel wrote.
+pub fn getsockopt<T: Copy>(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Result<T> {
+    let mut value = MaybeUninit::<T>::zeroed();
+    let mut len = size_of::<T>() as libc::socklen_t;
+    // SAFETY: `value` is writable storage of `len` bytes; the kernel writes at most `len` bytes
+    // and updates `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            fd.as_raw_fd(),
+            level,
+            name,
+            value.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the storage was zero-initialised and every `T` used here (`libc` C structs and
+    // integers) is valid for any bit pattern, including all zeros and partial writes.
+    Ok(unsafe { value.assume_init() })
+}
+
+/// An IPv4 `sockaddr_storage` for the RFC 3678 `group_req` family of options.
+pub fn sockaddr_storage_v4(addr: std::net::Ipv4Addr) -> libc::sockaddr_storage {
+    // SAFETY: `sockaddr_storage` is plain data; all zeros is a valid (AF_UNSPEC) value.
+    let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: 0,
+        sin_addr: libc::in_addr {
+            s_addr: u32::from(addr).to_be(),
+        },
+        sin_zero: [0; 8],
+    };
+    // SAFETY: `sockaddr_storage` is larger than and suitably aligned for `sockaddr_in`; this is
+    // the documented way to fill it.
+    unsafe {
+        std::ptr::write(
+            (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
+            sin,
+        );
+    }
+    storage
+}
+
+/// Interface index by name, in the calling thread's network namespace.
+pub fn ifindex(name: &str) -> io::Result<u32> {
+    nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
+}
+
+/// MTU of an interface by name (`SIOCGIFMTU`).
+pub fn mtu(name: &str) -> io::Result<u32> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    // SAFETY: `ifreq` is plain data; all zeros is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    let bytes = name.as_bytes();
+    if bytes.is_empty() || bytes.len() >= req.ifr_name.len() {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
+        *dst = src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFMTU reads the NUL-terminated name and writes `ifru_mtu` inside `req`,
+    // which lives for the whole call.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: after a successful SIOCGIFMTU the union holds `ifru_mtu`.
+    let mtu = unsafe { req.ifr_ifru.ifru_mtu };
+    u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `poll(2)` on raw descriptors the caller keeps open; returns the number ready (0 on timeout
+/// or signal).
+pub fn poll(fds: &mut [libc::pollfd], timeout_ms: i32) -> io::Result<usize> {
+    // SAFETY: `fds` is a valid, writable array of `fds.len()` pollfd structs for the call.
+    let rc = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, timeout_ms) };
+    if rc >= 0 {
+        return Ok(rc as usize);
+    }
+    let e = io::Error::last_os_error();
+    if e.raw_os_error() == Some(libc::EINTR) {
+        Ok(0)
+    } else {
+        Err(e)
+    }
+}

@@ -1,0 +1,503 @@
+//! `gen`: sends probe datagrams to a range of multicast groups, paced or as fast as possible.
+//!
+//! Packet `n` of a run (counted over all streams) goes to group `n % group_count` with stream id
+//! `stream_base + n % group_count` and sequence number `n / group_count`, so groups are served
+//! round robin and each stream's sequence numbers are consecutive from 0. A packet whose send
+//! fails is counted in [`GenReport::errors`] and its sequence number is not reused, so the sink
+//! sees the gap.
+//!
+//! Pacing works in bursts: timer wake-ups cost 10–20 µs here, so the sender computes from the
+//! monotonic clock how many packets are due, hands them to the kernel with `sendmmsg` (at most
+//! [`MAX_BATCH`] per call), then sleeps until the next one is due — but at rates above 20k
+//! packets/s for at least [`MIN_SLEEP_NS`], so each wake-up pays for a burst. At low rates every
+//! packet leaves close to its own due time. The send timestamp in each probe is taken right
+//! before the `sendmmsg` call that carries it.
+
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsFd;
+
+use serde::Serialize;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::{os, payload, Groups, MAX_BATCH, MAX_PAYLOAD};
+use crate::sys;
+
+/// The shortest sleep when packets are due faster than this apart.
+pub const MIN_SLEEP_NS: u64 = 50_000;
+
+/// Which interface multicast leaves through (`IP_MULTICAST_IF`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Egress {
+    /// By interface name, resolved to an index (`ip_mreqn`); works without an IPv4 address.
+    Name(String),
+    /// By the interface's IPv4 address.
+    Addr(Ipv4Addr),
+}
+
+#[derive(Debug, Clone)]
+pub struct GenOptions {
+    /// First group; `group_count` consecutive groups are served round robin.
+    pub group: Ipv4Addr,
+    pub group_count: u32,
+    pub port: u16,
+    pub interface: Egress,
+    /// Source address to bind (port 0); the kernel picks one when `None`.
+    pub bind: Option<Ipv4Addr>,
+    /// UDP payload bytes, `payload::HEADER_LEN..=MAX_PAYLOAD`.
+    pub size: usize,
+    /// Packets per stream.
+    pub count: u64,
+    /// Packets per second over all streams; 0 sends as fast as possible.
+    pub rate: u64,
+    pub ttl: u8,
+    /// Stream id of the first group; group `i` carries stream `stream_base + i`.
+    pub stream_base: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GenReport {
+    /// Datagrams the kernel accepted.
+    pub sent: u64,
+    /// Sends that failed transiently (e.g. `ENOBUFS`); counted, not retried.
+    pub errors: u64,
+    pub seconds: f64,
+    /// `sent / seconds`.
+    pub pps: f64,
+}
+
+impl fmt::Display for GenReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "sent={} errors={} seconds={:.3} pps={:.0}",
+            self.sent, self.errors, self.seconds, self.pps
+        )
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum GenError {
+    #[error(
+        "payload size {size} is outside {}..={MAX_PAYLOAD} bytes",
+        payload::HEADER_LEN
+    )]
+    Size { size: usize },
+    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more)")]
+    Groups { group: Ipv4Addr, count: u32 },
+    #[error("{count} packets per stream over {group_count} streams is too many")]
+    Count { count: u64, group_count: u32 },
+    #[error("egress interface {name:?}: {source}")]
+    Interface { name: String, source: io::Error },
+    #[error("setting up the send socket ({what}): {source}")]
+    Socket {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("send failed after {sent} packets: {source}")]
+    Send { sent: u64, source: io::Error },
+}
+
+/// Sends the whole run and reports what the kernel accepted.
+pub fn run(opts: &GenOptions) -> Result<GenReport, GenError> {
+    if !(payload::HEADER_LEN..=MAX_PAYLOAD).contains(&opts.size) {
+        return Err(GenError::Size { size: opts.size });
+    }
+    let groups = Groups::new(opts.group, opts.group_count).ok_or(GenError::Groups {
+        group: opts.group,
+        count: opts.group_count,
+    })?;
+    let total = opts
+        .count
+        .checked_mul(u64::from(groups.count()))
+        .ok_or(GenError::Count {
+            count: opts.count,
+            group_count: groups.count(),
+        })?;
+    let socket = open_socket(opts, groups)?;
+    // Only a paced run sleeps; tighten the timer so wake-ups land close to due times.
+    let _slack = (opts.rate > 0).then(|| SlackGuard::set(1));
+
+    let mut sender = Sender::new(&socket, opts, groups);
+    let pacer = Pacer::new(payload::monotonic_ns(), opts.rate, total);
+    let mut next = 0u64;
+    while next < total {
+        let now = payload::monotonic_ns();
+        let due = pacer.due(now);
+        if due > next {
+            let n = (due - next).min(MAX_BATCH as u64) as usize;
+            sender.send(next, n)?;
+            next += n as u64;
+        } else {
+            sleep_until(pacer.wake_at(next, now));
+        }
+    }
+    let seconds = payload::monotonic_ns().saturating_sub(pacer.start_ns) as f64 / 1e9;
+    let pps = if seconds > 0.0 {
+        sender.sent as f64 / seconds
+    } else {
+        0.0
+    };
+    Ok(GenReport {
+        sent: sender.sent,
+        errors: sender.errors,
+        seconds,
+        pps,
+    })
+}
+
+fn open_socket(opts: &GenOptions, groups: Groups) -> Result<Socket, GenError> {
+    let err = |what| move |source| GenError::Socket { what, source };
+    let socket =
+        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err("socket"))?;
+    socket
+        .set_multicast_loop_v4(false)
+        .map_err(err("IP_MULTICAST_LOOP"))?;
+    socket
+        .set_multicast_ttl_v4(u32::from(opts.ttl))
+        .map_err(err("IP_MULTICAST_TTL"))?;
+    match &opts.interface {
+        Egress::Name(name) => {
+            let ifindex = sys::ifindex(name).map_err(|source| GenError::Interface {
+                name: name.clone(),
+                source,
+            })?;
+            let mreqn = libc::ip_mreqn {
+                imr_multiaddr: libc::in_addr { s_addr: 0 },
+                imr_address: libc::in_addr { s_addr: 0 },
+                imr_ifindex: ifindex as libc::c_int,
+            };
+            sys::setsockopt(
+                socket.as_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_MULTICAST_IF,
+                &mreqn,
+            )
+            .map_err(|source| GenError::Interface {
+                name: name.clone(),
+                source,
+            })?;
+        }
+        Egress::Addr(addr) => {
+            socket
+                .set_multicast_if_v4(addr)
+                .map_err(|source| GenError::Interface {
+                    name: addr.to_string(),
+                    source,
+                })?
+        }
+    }
+    if let Some(addr) = opts.bind {
+        socket
+            .bind(&SocketAddrV4::new(addr, 0).into())
+            .map_err(err("bind"))?;
+    }
+    // One group: a connected socket skips the per-datagram route lookup.
+    if groups.count() == 1 {
+        socket
+            .connect(&SocketAddrV4::new(opts.group, opts.port).into())
+            .map_err(err("connect"))?;
+    }
+    Ok(socket)
+}
+
+/// Turns elapsed time into a number of due packets, and picks the next wake-up.
+#[derive(Debug, Clone, Copy)]
+struct Pacer {
+    start_ns: u64,
+    /// Packets per second; 0 means everything is due at once.
+    rate: u64,
+    total: u64,
+}
+
+impl Pacer {
+    fn new(start_ns: u64, rate: u64, total: u64) -> Pacer {
+        Pacer {
+            start_ns,
+            rate,
+            total,
+        }
+    }
+
+    /// How many packets (from the first) should have left by `now`: packet `n` is due at
+    /// `start + n / rate`, so packet 0 leaves immediately.
+    fn due(&self, now: u64) -> u64 {
+        if self.rate == 0 {
+            return self.total;
+        }
+        let elapsed = u128::from(now.saturating_sub(self.start_ns));
+        let due = elapsed * u128::from(self.rate) / 1_000_000_000 + 1;
+        due.min(u128::from(self.total)) as u64
+    }
+
+    /// When packet `n` is due (the first instant at which `due() > n`).
+    fn due_time(&self, n: u64) -> u64 {
+        let rate = u128::from(self.rate.max(1));
+        let offset = (u128::from(n) * 1_000_000_000).div_ceil(rate);
+        self.start_ns
+            .saturating_add(offset.min(u128::from(u64::MAX)) as u64)
+    }
+
+    /// When to wake for packet `next`, given that nothing is due at `now`: its due time, but
+    /// when packets are due less than [`MIN_SLEEP_NS`] apart, no sooner than that after `now`.
+    fn wake_at(&self, next: u64, now: u64) -> u64 {
+        let due = self.due_time(next);
+        if self.rate > 1_000_000_000 / MIN_SLEEP_NS {
+            due.max(now.saturating_add(MIN_SLEEP_NS))
+        } else {
+            due
+        }
+    }
+}
+
+fn sleep_until(deadline_ns: u64) {
+    use nix::sys::time::TimeSpec;
+    use nix::time::{clock_nanosleep, ClockId, ClockNanosleepFlags};
+    let at = TimeSpec::new(
+        (deadline_ns / 1_000_000_000) as libc::time_t,
+        (deadline_ns % 1_000_000_000) as libc::c_long,
+    );
+    // EINTR or any other early return only means the pacing loop looks at the clock sooner.
+    let _ = clock_nanosleep(
+        ClockId::CLOCK_MONOTONIC,
+        ClockNanosleepFlags::TIMER_ABSTIME,
+        &at,
+    );
+}
+
+/// Restores the thread's timer slack when a paced run ends.
+struct SlackGuard(Option<u64>);
+
+impl SlackGuard {
+    fn set(ns: u64) -> SlackGuard {
+        match os::set_timer_slack(ns) {
+            Ok(old) => SlackGuard(Some(old)),
+            Err(e) => {
+                log::debug!("cannot lower timer slack, pacing will be coarser: {e}");
+                SlackGuard(None)
+            }
+        }
+    }
+}
+
+impl Drop for SlackGuard {
+    fn drop(&mut self) {
+        if let Some(old) = self.0 {
+            let _ = os::set_timer_slack(old);
+        }
+    }
+}
+
+/// Builds batches of probes in a preallocated buffer and hands them to the kernel.
+struct Sender<'a> {
+    socket: &'a Socket,
+    size: usize,
+    /// `MAX_BATCH` payload slots of `size` bytes each.
+    slots: Vec<u8>,
+    /// Group index of each slot in the current batch.
+    slot_group: [u32; MAX_BATCH],
+    /// Per group destination; empty when the socket is connected.
+    dests: Vec<libc::sockaddr_in>,
+    group_count: u64,
+    stream_base: u32,
+    sent: u64,
+    errors: u64,
+}
+
+impl<'a> Sender<'a> {
+    fn new(socket: &'a Socket, opts: &GenOptions, groups: Groups) -> Sender<'a> {
+        let dests = if groups.count() == 1 {
+            Vec::new()
+        } else {
+            groups
+                .iter()
+                .map(|g| libc::sockaddr_in {
+                    sin_family: libc::AF_INET as libc::sa_family_t,
+                    sin_port: opts.port.to_be(),
+                    sin_addr: libc::in_addr {
+                        s_addr: u32::from(g).to_be(),
+                    },
+                    sin_zero: [0; 8],
+                })
+                .collect()
+        };
+        Sender {
+            socket,
+            size: opts.size,
+            slots: vec![0; opts.size * MAX_BATCH],
+            slot_group: [0; MAX_BATCH],
+            dests,
+            group_count: u64::from(groups.count()),
+            stream_base: opts.stream_base,
+            sent: 0,
+            errors: 0,
+        }
+    }
+
+    /// Sends packets `first .. first + n` of the run (`n <= MAX_BATCH`).
+    fn send(&mut self, first: u64, n: usize) -> Result<(), GenError> {
+        let n = n.min(MAX_BATCH);
+        for (i, slot) in self.slots.chunks_exact_mut(self.size).take(n).enumerate() {
+            let packet = first + i as u64;
+            let group = (packet % self.group_count) as u32;
+            self.slot_group[i] = group;
+            payload::write(
+                slot,
+                self.stream_base.wrapping_add(group),
+                packet / self.group_count,
+                0,
+            );
+        }
+        let mut done = 0;
+        while done < n {
+            let now = payload::monotonic_ns();
+            for slot in self.slots.chunks_exact_mut(self.size).take(n).skip(done) {
+                payload::set_sent_ns(slot, now);
+            }
+            let msgs = self
+                .slots
+                .chunks_exact(self.size)
+                .zip(self.slot_group)
+                .take(n)
+                .skip(done);
+            let dests = &self.dests;
+            let msgs = msgs.map(|(buf, g)| (buf, dests.get(g as usize)));
+            match os::send_batch(self.socket.as_fd(), msgs) {
+                Ok(0) => {
+                    // Not expected from sendmmsg; count it so the loop always advances.
+                    self.errors += 1;
+                    done += 1;
+                }
+                Ok(k) => {
+                    self.sent += k as u64;
+                    done += k;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) if is_transient(&e) => {
+                    self.errors += 1;
+                    done += 1;
+                }
+                Err(source) => {
+                    return Err(GenError::Send {
+                        sent: self.sent,
+                        source,
+                    })
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Send failures that come from momentary pressure, not from a broken setup.
+fn is_transient(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOBUFS | libc::EAGAIN | libc::ENOMEM | libc::ECONNREFUSED)
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+
+    #[test]
+    fn unpaced_runs_have_everything_due() {
+        let p = Pacer::new(5, 0, 1000);
+        assert_eq!(p.due(5), 1000);
+    }
+
+    #[test]
+    fn paced_packets_are_due_at_n_over_rate() {
+        let start = 10 * S;
+        let p = Pacer::new(start, 1000, 5000);
+        assert_eq!(p.due(start), 1);
+        assert_eq!(p.due(start + 999_999), 1);
+        assert_eq!(p.due(start + 1_000_000), 2);
+        assert_eq!(p.due(start + S), 1001);
+        assert_eq!(p.due(start + 100 * S), 5000, "never more than the run");
+        assert_eq!(p.due(0), 1, "a clock before the start is not negative time");
+        assert_eq!(p.due_time(0), start);
+        assert_eq!(p.due_time(1), start + 1_000_000);
+        for n in [1, 7, 999, 4999] {
+            assert_eq!(p.due(p.due_time(n)), n + 1);
+            assert_eq!(p.due(p.due_time(n) - 1), n);
+        }
+    }
+
+    #[test]
+    fn due_times_round_up_at_rates_that_do_not_divide_a_second() {
+        let p = Pacer::new(0, 3, 10);
+        assert_eq!(p.due_time(1), 333_333_334);
+        assert_eq!(p.due(333_333_333), 1);
+        assert_eq!(p.due(333_333_334), 2);
+    }
+
+    #[test]
+    fn low_rates_wake_at_the_due_time_high_rates_in_bursts() {
+        let slow = Pacer::new(0, 1000, 10);
+        assert_eq!(slow.wake_at(3, 2_990_000), 3_000_000);
+        let fast = Pacer::new(0, 300_000, 1_000_000);
+        // Next packet due in 3.3 µs, but a wake-up costs more than that: sleep 50 µs.
+        let now = fast.due_time(10) - 1;
+        assert_eq!(fast.wake_at(10, now), now + MIN_SLEEP_NS);
+        // After a long send the next due time may already be further out than the minimum.
+        assert_eq!(fast.wake_at(100, 0), fast.due_time(100));
+        // The boundary: 20k pps is 50 µs apart and wakes per packet.
+        let edge = Pacer::new(0, 20_000, 10);
+        assert_eq!(edge.wake_at(1, 49_000), 50_000);
+    }
+
+    #[test]
+    fn huge_counts_do_not_overflow() {
+        let p = Pacer::new(u64::MAX - 10, 1_000_000_000, u64::MAX);
+        assert_eq!(p.due_time(u64::MAX), u64::MAX);
+        assert_eq!(p.due(u64::MAX), 11);
+        let slow = Pacer::new(0, 1, u64::MAX);
+        assert_eq!(slow.due_time(u64::MAX), u64::MAX);
+    }
+
+    #[test]
+    fn bad_options_are_rejected_before_any_socket() {
+        let mut o = GenOptions {
+            group: Ipv4Addr::new(239, 1, 1, 1),
+            group_count: 1,
+            port: 5000,
+            interface: Egress::Name("lo".into()),
+            bind: None,
+            size: 23,
+            count: 1,
+            rate: 0,
+            ttl: 1,
+            stream_base: 0,
+        };
+        assert!(matches!(run(&o), Err(GenError::Size { size: 23 })));
+        o.size = MAX_PAYLOAD + 1;
+        assert!(matches!(run(&o), Err(GenError::Size { .. })));
+        o.size = 100;
+        o.group_count = 0;
+        assert!(matches!(run(&o), Err(GenError::Groups { .. })));
+        o.group_count = 2;
+        o.count = u64::MAX;
+        let e = run(&o).unwrap_err();
+        assert!(matches!(e, GenError::Count { .. }), "{e}");
+        o.count = 1;
+        o.interface = Egress::Name("no-such-if-x".into());
+        let e = run(&o).unwrap_err();
+        assert!(e.to_string().contains("no-such-if-x"), "{e}");
+    }
+
+    #[test]
+    fn report_displays_on_one_line() {
+        let r = GenReport {
+            sent: 10,
+            errors: 1,
+            seconds: 0.5,
+            pps: 20.0,
+        };
+        assert_eq!(r.to_string(), "sent=10 errors=1 seconds=0.500 pps=20");
+    }
+}

@@ -1,0 +1,566 @@
+//! `sink`: joins a range of multicast groups, receives probes and reports what arrived.
+//!
+//! One UDP socket bound to `0.0.0.0:port` receives everything; the joins are held by
+//! [`Memberships`] helper sockets, so the receiving socket keeps `IP_MULTICAST_ALL` on (the
+//! default) and instead filters by each datagram's destination address (`IP_PKTINFO`):
+//! anything not addressed to an asked group is counted as `foreign` and otherwise ignored.
+//!
+//! Accounting is per stream id (from the payload): a [`SeqTracker`] tells new, reordered and
+//! duplicate sequence numbers apart and derives losses; latency is `CLOCK_MONOTONIC` at receipt
+//! (read once per `recvmmsg` batch) minus the probe's send time.
+
+mod stats;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddrV4};
+use std::os::fd::AsFd;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::os::{self, Received};
+use super::{payload, Groups, MAX_BATCH, MAX_PAYLOAD};
+use crate::membership::{Membership, Memberships};
+use crate::sys;
+
+pub use stats::{Latency, LatencyStats, Seen, SeqTracker};
+
+/// Receive buffer asked for with `SO_RCVBUFFORCE` (falls back to `SO_RCVBUF`, capped by
+/// `net.core.rmem_max`).
+pub const RCVBUF_BYTES: usize = 32 << 20;
+
+/// How often an idle receive wakes up to check the timeouts.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Per-datagram receive buffer: any UDP payload fits; the extra cache line staggers buffers
+/// so that 64 of them do not all map to the same cache sets.
+const SLOT: usize = (MAX_PAYLOAD + 1).next_multiple_of(64) + 64;
+
+/// Control buffer per datagram: `IP_PKTINFO` and `IP_TTL`.
+const CONTROL: usize = os::cmsg_space(std::mem::size_of::<libc::in_pktinfo>())
+    + os::cmsg_space(std::mem::size_of::<libc::c_int>());
+
+#[derive(Debug, Clone)]
+pub struct SinkOptions {
+    /// First group; `group_count` consecutive groups are joined.
+    pub group: Ipv4Addr,
+    pub group_count: u32,
+    pub port: u16,
+    /// Interface name to join on.
+    pub interface: String,
+    /// Source-specific joins (SSM) from this source.
+    pub source: Option<Ipv4Addr>,
+    /// Stop once this many packets (total, all groups) were received.
+    pub count: Option<u64>,
+    /// Stop when no packet arrived for this long after the first one.
+    pub idle_timeout: Duration,
+    /// Stop when nothing arrived for this long before the first packet.
+    pub first_timeout: Duration,
+    /// Created, empty, once every group is joined and the socket is receiving.
+    pub ready_file: Option<PathBuf>,
+}
+
+impl SinkOptions {
+    /// Options with the default timeouts (2 s idle, 30 s before the first packet).
+    pub fn new(group: Ipv4Addr, group_count: u32, port: u16, interface: &str) -> SinkOptions {
+        SinkOptions {
+            group,
+            group_count,
+            port,
+            interface: interface.to_owned(),
+            source: None,
+            count: None,
+            idle_timeout: Duration::from_secs(2),
+            first_timeout: Duration::from_secs(30),
+            ready_file: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamReport {
+    pub stream: u32,
+    /// Destination address of the stream's first packet.
+    pub group: Ipv4Addr,
+    pub received: u64,
+    pub bytes: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Lowest sequence number seen.
+    pub first_seq: u64,
+    /// Highest sequence number seen.
+    pub last_seq: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SinkReport {
+    /// Datagrams addressed to an asked group (including corrupt ones).
+    pub received: u64,
+    /// UDP payload bytes of those datagrams.
+    pub bytes: u64,
+    pub streams: u64,
+    pub lost: u64,
+    pub duplicates: u64,
+    pub reordered: u64,
+    /// Datagrams that failed [`payload::check`].
+    pub corrupt: u64,
+    /// Datagrams for a group that was not asked for (or without a destination address).
+    pub foreign: u64,
+    pub ttl_min: Option<u8>,
+    pub ttl_max: Option<u8>,
+    pub latency_us: Option<Latency>,
+    /// Sorted by stream id.
+    pub per_stream: Vec<StreamReport>,
+}
+
+impl fmt::Display for SinkReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "received={} bytes={} streams={} lost={} duplicates={} reordered={} corrupt={}",
+            self.received,
+            self.bytes,
+            self.streams,
+            self.lost,
+            self.duplicates,
+            self.reordered,
+            self.corrupt
+        )?;
+        match (self.ttl_min, self.ttl_max) {
+            (Some(lo), Some(hi)) => write!(f, " ttl={lo}..{hi}")?,
+            _ => write!(f, " ttl=-")?,
+        }
+        match &self.latency_us {
+            Some(l) => write!(
+                f,
+                " latency_us avg={:.1} p50={:.1} p99={:.1} max={:.1}",
+                l.avg, l.p50, l.p99, l.max
+            ),
+            None => write!(f, " latency_us avg=- p50=- p99=- max=-"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more)")]
+    Groups { group: Ipv4Addr, count: u32 },
+    #[error("port 0 cannot be received on")]
+    Port,
+    #[error("interface {name:?}: {source}")]
+    Interface { name: String, source: io::Error },
+    #[error("setting up the receive socket ({what}): {source}")]
+    Socket {
+        what: &'static str,
+        source: io::Error,
+    },
+    #[error("joining {group}{} on {interface}: {source}", source_suffix(.ssm_source))]
+    Join {
+        group: Ipv4Addr,
+        ssm_source: Option<Ipv4Addr>,
+        interface: String,
+        source: io::Error,
+    },
+    #[error("creating ready file {}: {source}", .path.display())]
+    ReadyFile { path: PathBuf, source: io::Error },
+    #[error("receive failed after {received} packets: {source}")]
+    Receive { received: u64, source: io::Error },
+}
+
+fn source_suffix(source: &Option<Ipv4Addr>) -> String {
+    source
+        .map(|s| format!(" from source {s}"))
+        .unwrap_or_default()
+}
+
+/// Joins, receives until a stop condition, and reports.
+pub fn run(opts: &SinkOptions) -> Result<SinkReport, SinkError> {
+    let groups = Groups::new(opts.group, opts.group_count).ok_or(SinkError::Groups {
+        group: opts.group,
+        count: opts.group_count,
+    })?;
+    if opts.port == 0 {
+        return Err(SinkError::Port);
+    }
+    let ifindex = sys::ifindex(&opts.interface).map_err(|source| SinkError::Interface {
+        name: opts.interface.clone(),
+        source,
+    })?;
+    let socket = open_socket(opts.port, tick(opts))?;
+    // Held until the end of the run: dropping it closes the helper sockets, which leaves.
+    let mut memberships = Memberships::kernel();
+    for group in groups.iter() {
+        memberships
+            .join(Membership {
+                ifindex,
+                group,
+                source: opts.source,
+            })
+            .map_err(|source| SinkError::Join {
+                group,
+                ssm_source: opts.source,
+                interface: opts.interface.clone(),
+                source,
+            })?;
+    }
+    log::info!(
+        "sink joined {} groups from {} on {} ({} helper sockets)",
+        groups.count(),
+        opts.group,
+        opts.interface,
+        memberships.sockets()
+    );
+    if let Some(path) = &opts.ready_file {
+        std::fs::File::create(path).map_err(|source| SinkError::ReadyFile {
+            path: path.clone(),
+            source,
+        })?;
+    }
+    let mut tally = Tally::new(groups);
+    receive(&socket, opts, &mut tally)?;
+    drop(memberships);
+    Ok(tally.report())
+}
+
+/// The receive-timeout tick: short enough to honour both timeouts, never zero (which would
+/// mean "block forever").
+fn tick(opts: &SinkOptions) -> Duration {
+    TICK.min(opts.idle_timeout)
+        .min(opts.first_timeout)
+        .max(Duration::from_millis(1))
+}
+
+fn open_socket(port: u16, tick: Duration) -> Result<Socket, SinkError> {
+    let err = |what| move |source| SinkError::Socket { what, source };
+    let socket =
+        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err("socket"))?;
+    socket
+        .set_reuse_address(true)
+        .map_err(err("SO_REUSEADDR"))?;
+    let fd = socket.as_fd();
+    let force = libc::c_int::try_from(RCVBUF_BYTES).unwrap_or(libc::c_int::MAX);
+    if let Err(e) = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_RCVBUFFORCE, &force) {
+        log::debug!("SO_RCVBUFFORCE refused ({e}); asking for SO_RCVBUF");
+        socket
+            .set_recv_buffer_size(RCVBUF_BYTES)
+            .map_err(err("SO_RCVBUF"))?;
+    }
+    match sys::getsockopt::<libc::c_int>(fd, libc::SOL_SOCKET, libc::SO_RCVBUF) {
+        Ok(bytes) => log::debug!("sink receive buffer: {bytes} bytes"),
+        Err(e) => log::debug!("cannot read SO_RCVBUF: {e}"),
+    }
+    let on: libc::c_int = 1;
+    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, &on).map_err(err("IP_PKTINFO"))?;
+    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, &on).map_err(err("IP_RECVTTL"))?;
+    socket
+        .set_read_timeout(Some(tick))
+        .map_err(err("SO_RCVTIMEO"))?;
+    socket
+        .bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
+        .map_err(err("bind"))?;
+    Ok(socket)
+}
+
+fn receive(socket: &Socket, opts: &SinkOptions, tally: &mut Tally) -> Result<(), SinkError> {
+    let mut bufs = vec![0u8; SLOT * MAX_BATCH];
+    let mut control = vec![0u8; CONTROL * MAX_BATCH];
+    let mut meta = [Received::default(); MAX_BATCH];
+    let started = Instant::now();
+    let mut last_packet: Option<Instant> = None;
+    let limit = opts.count.unwrap_or(u64::MAX);
+    loop {
+        match os::recv_batch(
+            socket.as_fd(),
+            &mut bufs,
+            SLOT,
+            &mut control,
+            CONTROL,
+            &mut meta,
+        ) {
+            Ok(n) => {
+                let now_ns = payload::monotonic_ns();
+                let before = tally.received;
+                let datagrams = bufs.chunks_exact(SLOT).zip(control.chunks_exact(CONTROL));
+                for ((buf, ctl), r) in datagrams.zip(&meta).take(n) {
+                    if tally.received >= limit {
+                        break;
+                    }
+                    let payload = &buf[..r.len.min(buf.len())];
+                    tally.datagram(
+                        payload,
+                        &ctl[..r.control_len.min(ctl.len())],
+                        r.truncated,
+                        now_ns,
+                    );
+                }
+                if tally.received > before {
+                    last_packet = Some(Instant::now());
+                }
+                if tally.received >= limit {
+                    return Ok(());
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+                ) => {}
+            Err(source) => {
+                return Err(SinkError::Receive {
+                    received: tally.received,
+                    source,
+                })
+            }
+        }
+        let timed_out = match last_packet {
+            Some(t) => t.elapsed() >= opts.idle_timeout,
+            None => started.elapsed() >= opts.first_timeout,
+        };
+        if timed_out {
+            return Ok(());
+        }
+    }
+}
+
+/// Everything counted so far; fed one datagram at a time.
+struct Tally {
+    groups: Groups,
+    received: u64,
+    bytes: u64,
+    corrupt: u64,
+    foreign: u64,
+    ttl: Option<(u8, u8)>,
+    latency: LatencyStats,
+    streams: HashMap<u32, StreamState>,
+}
+
+struct StreamState {
+    group: Ipv4Addr,
+    received: u64,
+    bytes: u64,
+    seqs: SeqTracker,
+}
+
+impl Tally {
+    fn new(groups: Groups) -> Tally {
+        Tally {
+            groups,
+            received: 0,
+            bytes: 0,
+            corrupt: 0,
+            foreign: 0,
+            ttl: None,
+            latency: LatencyStats::default(),
+            streams: HashMap::new(),
+        }
+    }
+
+    fn datagram(&mut self, payload: &[u8], control: &[u8], truncated: bool, now_ns: u64) {
+        let mut dst = None;
+        let mut ttl = None;
+        for (level, kind, data) in os::cmsgs(control) {
+            match (level, kind) {
+                // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    dst = data
+                        .get(8..12)
+                        .and_then(|a| <[u8; 4]>::try_from(a).ok())
+                        .map(Ipv4Addr::from);
+                }
+                (libc::IPPROTO_IP, libc::IP_TTL) => {
+                    ttl = data
+                        .get(..4)
+                        .and_then(|t| t.try_into().ok())
+                        .map(i32::from_ne_bytes);
+                }
+                _ => {}
+            }
+        }
+        let Some(dst) = dst.filter(|&d| self.groups.contains(d)) else {
+            self.foreign += 1;
+            return;
+        };
+        self.received += 1;
+        self.bytes += payload.len() as u64;
+        if let Some(t) = ttl.and_then(|t| u8::try_from(t).ok()) {
+            self.ttl = Some(self.ttl.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+        }
+        let probe = match payload::check(payload) {
+            Ok(probe) if !truncated => probe,
+            _ => {
+                self.corrupt += 1;
+                return;
+            }
+        };
+        let stream = self
+            .streams
+            .entry(probe.stream)
+            .or_insert_with(|| StreamState {
+                group: dst,
+                received: 0,
+                bytes: 0,
+                seqs: SeqTracker::default(),
+            });
+        stream.received += 1;
+        stream.bytes += payload.len() as u64;
+        stream.seqs.record(probe.seq);
+        self.latency.record(now_ns.saturating_sub(probe.sent_ns));
+    }
+
+    fn report(mut self) -> SinkReport {
+        let mut per_stream: Vec<StreamReport> = self
+            .streams
+            .iter()
+            .map(|(&id, s)| StreamReport {
+                stream: id,
+                group: s.group,
+                received: s.received,
+                bytes: s.bytes,
+                lost: s.seqs.lost(),
+                duplicates: s.seqs.duplicates(),
+                reordered: s.seqs.reordered(),
+                first_seq: s.seqs.lowest().unwrap_or(0),
+                last_seq: s.seqs.highest().unwrap_or(0),
+            })
+            .collect();
+        per_stream.sort_by_key(|s| s.stream);
+        let sum = |f: fn(&StreamReport) -> u64| per_stream.iter().map(f).sum::<u64>();
+        SinkReport {
+            received: self.received,
+            bytes: self.bytes,
+            streams: per_stream.len() as u64,
+            lost: sum(|s| s.lost),
+            duplicates: sum(|s| s.duplicates),
+            reordered: sum(|s| s.reordered),
+            corrupt: self.corrupt,
+            foreign: self.foreign,
+            ttl_min: self.ttl.map(|t| t.0),
+            ttl_max: self.ttl.map(|t| t.1),
+            latency_us: self.latency.summary(),
+            per_stream,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn control(dst: Ipv4Addr, ttl: i32) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut push = |kind: i32, data: &[u8]| {
+            let len = std::mem::size_of::<libc::cmsghdr>() + data.len();
+            let start = v.len();
+            v.extend_from_slice(&len.to_ne_bytes());
+            v.extend_from_slice(&libc::IPPROTO_IP.to_ne_bytes());
+            v.extend_from_slice(&kind.to_ne_bytes());
+            v.extend_from_slice(data);
+            v.resize(start + os::cmsg_space(data.len()), 0);
+        };
+        let mut pktinfo = [0u8; 12];
+        pktinfo[..4].copy_from_slice(&7i32.to_ne_bytes());
+        pktinfo[8..].copy_from_slice(&dst.octets());
+        push(libc::IP_PKTINFO, &pktinfo);
+        push(libc::IP_TTL, &ttl.to_ne_bytes());
+        assert_eq!(v.len(), CONTROL);
+        v
+    }
+
+    fn probe(stream: u32, seq: u64, sent_ns: u64) -> Vec<u8> {
+        let mut b = vec![0u8; 100];
+        payload::write(&mut b, stream, seq, sent_ns);
+        b
+    }
+
+    #[test]
+    fn tally_counts_streams_foreign_corrupt_ttl_and_latency() {
+        let g0 = Ipv4Addr::new(239, 1, 1, 1);
+        let g1 = Ipv4Addr::new(239, 1, 1, 2);
+        let mut t = Tally::new(Groups::new(g0, 2).unwrap());
+        let now = 1_000_000;
+        for seq in [0, 1, 2, 4, 3, 3] {
+            t.datagram(&probe(10, seq, now - 20_000), &control(g0, 64), false, now);
+        }
+        t.datagram(&probe(11, 0, now - 40_000), &control(g1, 3), false, now);
+        // Not an asked group, and no destination at all: foreign, not received.
+        t.datagram(
+            &probe(12, 0, 0),
+            &control(Ipv4Addr::new(239, 1, 1, 3), 64),
+            false,
+            now,
+        );
+        t.datagram(&probe(12, 0, 0), &[], false, now);
+        // Garbage and truncated datagrams on an asked group: received but corrupt.
+        t.datagram(b"hello", &control(g1, 64), false, now);
+        t.datagram(&probe(11, 1, 0), &control(g1, 64), true, now);
+
+        let r = t.report();
+        assert_eq!(r.received, 9);
+        assert_eq!(r.bytes, 8 * 100 + 5);
+        assert_eq!((r.foreign, r.corrupt), (2, 2));
+        assert_eq!((r.streams, r.lost, r.duplicates, r.reordered), (2, 0, 1, 1));
+        assert_eq!((r.ttl_min, r.ttl_max), (Some(3), Some(64)));
+        let l = r.latency_us.unwrap();
+        assert_eq!((l.p50, l.max), (20.0, 40.0));
+        assert_eq!(
+            r.per_stream[0],
+            StreamReport {
+                stream: 10,
+                group: g0,
+                received: 6,
+                bytes: 600,
+                lost: 0,
+                duplicates: 1,
+                reordered: 1,
+                first_seq: 0,
+                last_seq: 4,
+            }
+        );
+        assert_eq!(r.per_stream[1].group, g1);
+        assert_eq!(
+            r.to_string(),
+            "received=9 bytes=805 streams=2 lost=0 duplicates=1 reordered=1 corrupt=2 \
+             ttl=3..64 latency_us avg=22.9 p50=20.0 p99=40.0 max=40.0"
+        );
+    }
+
+    #[test]
+    fn an_empty_report_displays_placeholders() {
+        let t = Tally::new(Groups::new(Ipv4Addr::new(239, 1, 1, 1), 1).unwrap());
+        let r = t.report();
+        assert_eq!(
+            r.to_string(),
+            "received=0 bytes=0 streams=0 lost=0 duplicates=0 reordered=0 corrupt=0 \
+             ttl=- latency_us avg=- p50=- p99=- max=-"
+        );
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["latency_us"], serde_json::Value::Null);
+        assert_eq!(json["per_stream"], serde_json::json!([]));
+    }
+
+    #[test]
+    fn bad_options_are_rejected_before_joining() {
+        let mut o = SinkOptions::new(Ipv4Addr::new(10, 1, 1, 1), 1, 5000, "lo");
+        assert!(matches!(run(&o), Err(SinkError::Groups { .. })));
+        o.group = Ipv4Addr::new(239, 1, 1, 1);
+        o.port = 0;
+        assert!(matches!(run(&o), Err(SinkError::Port)));
+        o.port = 5000;
+        o.interface = "no-such-if-y".into();
+        let e = run(&o).unwrap_err();
+        assert!(e.to_string().contains("no-such-if-y"), "{e}");
+    }
+
+    #[test]
+    fn the_tick_is_never_zero() {
+        let mut o = SinkOptions::new(Ipv4Addr::new(239, 1, 1, 1), 1, 5000, "lo");
+        assert_eq!(tick(&o), TICK);
+        o.idle_timeout = Duration::ZERO;
+        assert_eq!(tick(&o), Duration::from_millis(1));
+    }
+}

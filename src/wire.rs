@@ -1,0 +1,415 @@
+//! Packet parsing for the forwarding path: Ethernet (at most one 802.1Q tag)
+//! → IPv4 (options allowed) → UDP.
+//!
+//! The hot path calls only [`parse`], once per received frame. It owns these
+//! guarantees:
+//!
+//! - It never panics, whatever the bytes, and never allocates.
+//! - Each length (Ethernet header and tag, IHL, IPv4 total length, UDP
+//!   length) is checked once, by the `new_checked` constructor of the view for
+//!   that layer; after that the getters cannot fail.
+//! - The returned [`Datagram`] borrows its payload from the frame (the ring
+//!   memory), not from a copy.
+//! - Every frame that is not forwarded gets exactly one [`Reject`] reason,
+//!   whose [`name`](Reject::name) is a bounded metric label.
+//! - Checksums are not verified: see [`ipv4`] for why.
+//!
+//! The per-layer views ([`EthernetFrame`], [`Ipv4Packet`], [`UdpPacket`]) are
+//! public for tests, tools and encoding. They follow one pattern: a thin
+//! wrapper over `T: AsRef<[u8]>`, header offsets in a private `field` module,
+//! setters when `T: AsMut<[u8]>`, unknown EtherTypes and protocols carried as
+//! values rather than errors.
+#![forbid(unsafe_code)]
+
+use core::fmt;
+use std::net::Ipv4Addr;
+
+pub mod checksum;
+pub mod ethernet;
+pub mod ipv4;
+pub mod udp;
+
+#[cfg(test)]
+mod testdata;
+
+pub use ethernet::{EtherType, EthernetFrame};
+pub use ipv4::{Ipv4Packet, Protocol};
+pub use udp::UdpPacket;
+
+/// A buffer refused by a view's `new_checked`: too short, or header fields
+/// that contradict each other or the buffer length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Error;
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("truncated or inconsistent packet header")
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// A UDP-over-IPv4 datagram found in a frame, ready for a table lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datagram<'a> {
+    /// VLAN ID of the 802.1Q tag, if the frame data carried one; `Some(0)` for
+    /// a priority-only tag.
+    pub vlan: Option<u16>,
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub ttl: u8,
+    /// The UDP payload, bounded by the UDP length field.
+    pub payload: &'a [u8],
+}
+
+/// Why [`parse`] dropped a frame. Each drop is counted under
+/// [`name`](Reject::name).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reject {
+    /// Any IPv4 fragment, first (MF set) or later (offset != 0), whatever
+    /// its protocol. The relay does not reassemble.
+    Fragment,
+    /// A length or version inconsistency at any layer.
+    Malformed,
+    /// Well-formed but not for us: not IPv4, or IPv4 but not UDP.
+    Unsupported,
+}
+
+impl Reject {
+    /// Every reason, for registering counters up front.
+    pub const ALL: [Reject; 3] = [Reject::Fragment, Reject::Malformed, Reject::Unsupported];
+
+    /// A stable label for metrics and logs.
+    #[inline]
+    pub fn name(self) -> &'static str {
+        match self {
+            Reject::Fragment => "fragment",
+            Reject::Malformed => "malformed",
+            Reject::Unsupported => "unsupported",
+        }
+    }
+}
+
+impl fmt::Display for Reject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl From<Error> for Reject {
+    #[inline]
+    fn from(_: Error) -> Self {
+        Reject::Malformed
+    }
+}
+
+/// Finds the UDP datagram in an Ethernet frame.
+///
+/// Precedence when several reasons apply: `Malformed` for a bad Ethernet or
+/// IPv4 header, then `Unsupported` for a non-IPv4 EtherType, then `Fragment`,
+/// then `Unsupported` for a non-UDP protocol, then `Malformed` for a bad UDP
+/// header. Bytes after the IPv4 total length (Ethernet padding) are ignored.
+#[inline]
+pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
+    let eth = EthernetFrame::new_checked(frame)?;
+    if eth.inner_ethertype() != EtherType::Ipv4 {
+        return Err(Reject::Unsupported);
+    }
+    let vlan = eth.vlan_id();
+
+    let ip = Ipv4Packet::new_checked(eth.into_payload())?;
+    if ip.is_fragment() {
+        return Err(Reject::Fragment);
+    }
+    if ip.protocol() != Protocol::Udp {
+        return Err(Reject::Unsupported);
+    }
+    let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
+
+    let udp = UdpPacket::new_checked(ip.into_payload())?;
+    Ok(Datagram {
+        vlan,
+        src,
+        dst,
+        src_port: udp.src_port(),
+        dst_port: udp.dst_port(),
+        ttl,
+        payload: udp.into_payload(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testdata::{self, bytes, with_vlan_tag};
+    use super::*;
+
+    const CAPTURES: [&str; 9] = [
+        testdata::UDP,
+        testdata::UDP_PARTIAL_CSUM,
+        testdata::IGMP_REPORT,
+        testdata::FRAG_FIRST,
+        testdata::FRAG_LAST,
+        testdata::UDP_FOR_VLAN,
+        testdata::TCP_SYN,
+        testdata::ARP_REQUEST,
+        testdata::IPV6_ROUTER_SOLICIT,
+    ];
+
+    /// Every capture, plus tagged and padded variants.
+    fn corpus() -> Vec<Vec<u8>> {
+        let mut frames: Vec<Vec<u8>> = CAPTURES.iter().map(|hex| bytes(hex)).collect();
+        frames.push(with_vlan_tag(&bytes(testdata::UDP_FOR_VLAN), 100));
+        frames.push(with_vlan_tag(&bytes(testdata::IGMP_REPORT), 7));
+        let mut padded = bytes(testdata::IGMP_REPORT);
+        padded.resize(60, 0);
+        frames.push(padded);
+        frames
+    }
+
+    fn udp_datagram(frame: &[u8]) -> Datagram<'_> {
+        parse(frame).expect("a UDP datagram")
+    }
+
+    #[test]
+    fn parses_captured_udp() {
+        let frame = bytes(testdata::UDP);
+        let d = udp_datagram(&frame);
+        let expected_payload = &frame[42..];
+        assert_eq!(
+            d,
+            Datagram {
+                vlan: None,
+                src: Ipv4Addr::new(10, 77, 0, 1),
+                dst: Ipv4Addr::new(239, 1, 1, 1),
+                src_port: 40000,
+                dst_port: 5001,
+                ttl: 8,
+                payload: expected_payload,
+            }
+        );
+        assert_eq!(d.payload.len(), 32);
+        assert_eq!(d.payload.as_ptr(), frame[42..].as_ptr(), "zero-copy");
+    }
+
+    #[test]
+    fn partial_checksum_is_not_a_reason_to_drop() {
+        let frame = bytes(testdata::UDP_PARTIAL_CSUM);
+        assert_eq!(udp_datagram(&frame).payload.len(), 32);
+    }
+
+    #[test]
+    fn parses_tagged_frame() {
+        let untagged = bytes(testdata::UDP_FOR_VLAN);
+        let tagged = with_vlan_tag(&untagged, 0x2064); // PCP 1, VID 100
+        let plain = udp_datagram(&untagged);
+        let d = udp_datagram(&tagged);
+        assert_eq!(d.vlan, Some(100));
+        assert_eq!(Datagram { vlan: None, ..d }, plain);
+        assert_eq!(
+            (d.dst, d.dst_port, d.ttl),
+            (Ipv4Addr::new(239, 1, 1, 3), 5003, 16)
+        );
+        assert_eq!(
+            d.payload,
+            b"mcr wire test \x00\x01\x02\x03\x04\x05\x06\x07\x08\x09"
+        );
+    }
+
+    #[test]
+    fn ethernet_padding_is_ignored() {
+        let frame = bytes(testdata::UDP_FOR_VLAN); // 66 bytes
+        let mut padded = frame.clone();
+        padded.extend_from_slice(&[0xee; 20]);
+        assert_eq!(udp_datagram(&padded), udp_datagram(&frame));
+    }
+
+    #[test]
+    fn reasons_for_captured_frames() {
+        let reason = |hex: &str| parse(&bytes(hex)).map(|_| ());
+        assert_eq!(reason(testdata::IGMP_REPORT), Err(Reject::Unsupported));
+        assert_eq!(reason(testdata::TCP_SYN), Err(Reject::Unsupported));
+        assert_eq!(reason(testdata::ARP_REQUEST), Err(Reject::Unsupported));
+        assert_eq!(
+            reason(testdata::IPV6_ROUTER_SOLICIT),
+            Err(Reject::Unsupported)
+        );
+        assert_eq!(reason(testdata::FRAG_FIRST), Err(Reject::Fragment));
+        assert_eq!(reason(testdata::FRAG_LAST), Err(Reject::Fragment));
+    }
+
+    #[test]
+    fn unsupported_tags() {
+        let frame = bytes(testdata::UDP);
+        let mut qinq = with_vlan_tag(&frame, 10);
+        qinq[12..14].copy_from_slice(&[0x88, 0xa8]);
+        assert_eq!(parse(&qinq), Err(Reject::Unsupported));
+        let double = with_vlan_tag(&with_vlan_tag(&frame, 10), 20);
+        assert_eq!(parse(&double), Err(Reject::Unsupported));
+    }
+
+    /// Applies `edit` to the captured UDP frame and parses it.
+    fn parse_edited(edit: impl Fn(&mut Vec<u8>)) -> Result<usize, Reject> {
+        let mut frame = bytes(testdata::UDP);
+        edit(&mut frame);
+        parse(&frame).map(|d| d.payload.len())
+    }
+
+    #[test]
+    fn malformed_headers() {
+        // Offsets into the frame: IPv4 at 14, UDP at 34.
+        assert_eq!(parse_edited(|_| {}), Ok(32));
+        assert_eq!(
+            parse_edited(|f| f[14] = 0x65),
+            Err(Reject::Malformed),
+            "version 6"
+        );
+        assert_eq!(
+            parse_edited(|f| f[14] = 0x44),
+            Err(Reject::Malformed),
+            "IHL 4"
+        );
+        assert_eq!(
+            parse_edited(|f| f[14] = 0x4f),
+            Err(Reject::Malformed),
+            "IHL 15"
+        );
+        let total = |n: u16| move |f: &mut Vec<u8>| f[16..18].copy_from_slice(&n.to_be_bytes());
+        assert_eq!(
+            parse_edited(total(61)),
+            Err(Reject::Malformed),
+            "total > buffer"
+        );
+        assert_eq!(
+            parse_edited(total(19)),
+            Err(Reject::Malformed),
+            "total < IHL"
+        );
+        assert_eq!(
+            parse_edited(total(27)),
+            Err(Reject::Malformed),
+            "no room for UDP"
+        );
+        let udp_len = |n: u16| move |f: &mut Vec<u8>| f[38..40].copy_from_slice(&n.to_be_bytes());
+        assert_eq!(
+            parse_edited(udp_len(41)),
+            Err(Reject::Malformed),
+            "UDP > IP"
+        );
+        assert_eq!(parse_edited(udp_len(7)), Err(Reject::Malformed), "UDP < 8");
+        assert_eq!(parse_edited(udp_len(30)), Ok(22), "UDP < IP payload");
+        // An IP total length shorter than the UDP length is caught too, even
+        // though the frame holds the bytes.
+        assert_eq!(parse_edited(total(50)), Err(Reject::Malformed));
+    }
+
+    #[test]
+    fn fragment_flags() {
+        let flags = |b: u8| move |f: &mut Vec<u8>| f[20] = b;
+        assert_eq!(parse_edited(flags(0x00)), Ok(32), "DF clear");
+        assert_eq!(parse_edited(flags(0x20)), Err(Reject::Fragment), "MF");
+        assert_eq!(parse_edited(flags(0x01)), Err(Reject::Fragment), "offset");
+        assert_eq!(parse_edited(flags(0x80)), Ok(32), "reserved bit");
+        let tcp_fragment = |f: &mut Vec<u8>| {
+            f[20] = 0x20;
+            f[23] = 6;
+        };
+        assert_eq!(parse_edited(tcp_fragment), Err(Reject::Fragment));
+    }
+
+    #[test]
+    fn reject_names() {
+        let names: Vec<_> = Reject::ALL.iter().map(|r| r.name()).collect();
+        assert_eq!(names, ["fragment", "malformed", "unsupported"]);
+        assert_eq!(Reject::Malformed.to_string(), "malformed");
+        assert_eq!(Reject::from(Error), Reject::Malformed);
+    }
+
+    #[test]
+    fn every_prefix_parses_the_same_or_is_malformed() {
+        for frame in corpus() {
+            let full = parse(&frame);
+            for len in 0..frame.len() {
+                let prefix = parse(&frame[..len]);
+                assert!(
+                    prefix == full || prefix == Err(Reject::Malformed),
+                    "prefix {len} of a {}-byte frame: {prefix:?} vs {full:?}",
+                    frame.len()
+                );
+            }
+        }
+    }
+
+    /// What must hold for any accepted frame, whatever its origin.
+    fn assert_sane(frame: &[u8], result: Result<Datagram<'_>, Reject>) {
+        if let Ok(d) = result {
+            let bounds = frame.as_ptr_range();
+            let payload = d.payload.as_ptr_range();
+            assert!(bounds.start <= payload.start && payload.end <= bounds.end);
+            assert!(d.payload.len() + 42 <= frame.len());
+        }
+    }
+
+    #[test]
+    fn every_single_byte_change_of_the_headers() {
+        for frame in corpus() {
+            let mut mutated = frame.clone();
+            for pos in 0..frame.len().min(64) {
+                for value in 0..=u8::MAX {
+                    mutated[pos] = value;
+                    assert_sane(&mutated, parse(&mutated));
+                }
+                mutated[pos] = frame[pos];
+            }
+        }
+    }
+
+    /// xorshift64: deterministic, dependency-free, good enough to scatter
+    /// mutations.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+
+        fn below(&mut self, n: usize) -> usize {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    #[test]
+    fn random_mutations_never_panic() {
+        let mut rng = Rng(0x6d63_7220_7769_7265);
+        let corpus = corpus();
+        let mut accepted = 0;
+        for round in 0..50_000 {
+            let mut frame = corpus[round % corpus.len()].clone();
+            for _ in 0..1 + rng.below(6) {
+                // Mostly headers, where the decisions are made.
+                let span = if rng.below(4) == 0 {
+                    frame.len()
+                } else {
+                    frame.len().min(60)
+                };
+                let pos = rng.below(span);
+                frame[pos] = rng.next() as u8;
+            }
+            match rng.below(4) {
+                0 => frame.truncate(rng.below(frame.len() + 1)),
+                1 => frame.resize(frame.len() + rng.below(64), rng.next() as u8),
+                _ => {}
+            }
+            let result = parse(&frame);
+            accepted += usize::from(result.is_ok());
+            assert_sane(&frame, result);
+        }
+        // Some mutations must survive, or the test would only exercise the
+        // first checks.
+        assert!(accepted > 1_000, "only {accepted} mutated frames parsed");
+    }
+}

@@ -1,0 +1,272 @@
+//! Worker threads: each owns its receive rings (one per input interface) and one io_uring for
+//! sends, and runs the packet path with no locks and no allocation:
+//!
+//! wait (poll, only when no ring has a ready frame) → load the table once → per ring, take up
+//! to [`BATCH`] ready frames → parse → look up → queue a send per output straight from ring
+//! memory → one `io_uring_enter` for the batch → count completions → hand frames back.
+//!
+//! The control thread talks to a worker only through [`Command`]s and an eventfd that wakes
+//! it; the table arrives through `arc-swap`.
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::{ArcSwap, Cache};
+use nix::sys::eventfd::{EfdFlags, EventFd};
+
+use crate::egress::Egress;
+use crate::ingress::Ring;
+use crate::stats::{Drop, WorkerStats};
+use crate::table::Table;
+use crate::{sys, wire};
+
+/// Frames taken from one ring before their sends are submitted.
+pub const BATCH: usize = 64;
+/// io_uring submission entries; a batch with more sends than this is flushed in parts.
+const EGRESS_ENTRIES: u32 = 512;
+/// How often idle workers wake to read kernel ring counters (and how long a missed wake-up
+/// could delay a command — in practice commands wake the worker at once).
+const HOUSEKEEPING: Duration = Duration::from_secs(1);
+
+/// What the control thread asks of a worker.
+#[derive(Debug)]
+pub enum Command {
+    /// Start reading a new input interface.
+    AddRing(Ring),
+    /// Stop reading an interface that no flow uses any more.
+    RemoveRing(u32),
+    Stop,
+}
+
+/// The control thread's handle on one worker.
+pub struct Worker {
+    thread: Option<JoinHandle<()>>,
+    commands: mpsc::Sender<Command>,
+    wake: Arc<EventFd>,
+    stats: Arc<WorkerStats>,
+}
+
+impl Worker {
+    /// Starts worker `id` on `rings`; returns once its io_uring is set up (or failed).
+    pub fn spawn(id: usize, table: Arc<ArcSwap<Table>>, rings: Vec<Ring>) -> io::Result<Worker> {
+        let wake = Arc::new(EventFd::from_flags(
+            EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
+        )?);
+        let stats = Arc::new(WorkerStats::default());
+        let (commands, inbox) = mpsc::channel();
+        let (started_tx, started) = mpsc::sync_channel(1);
+        let state = (wake.clone(), stats.clone());
+        let thread = std::thread::Builder::new()
+            .name(format!("mcr-worker-{id}"))
+            .spawn(move || {
+                // The ring is single-issuer: it must be created by the thread that submits.
+                let egress = match Egress::new(EGRESS_ENTRIES) {
+                    Ok(e) => {
+                        let _ = started_tx.send(Ok(()));
+                        e
+                    }
+                    Err(e) => {
+                        let _ = started_tx.send(Err(e));
+                        return;
+                    }
+                };
+                let mut w = Loop {
+                    id,
+                    cache: Cache::new(table),
+                    rings,
+                    egress,
+                    inbox,
+                    wake: state.0,
+                    stats: state.1,
+                    pollfds: Vec::new(),
+                };
+                if let Err(e) = w.run() {
+                    log::error!("worker {id} stopped: {e}");
+                }
+                w.collect_ring_stats();
+            })?;
+        started
+            .recv()
+            .map_err(|_| io::Error::other("worker thread died during start"))??;
+        Ok(Worker {
+            thread: Some(thread),
+            commands,
+            wake,
+            stats,
+        })
+    }
+
+    pub fn stats(&self) -> &Arc<WorkerStats> {
+        &self.stats
+    }
+
+    /// Queues a command and wakes the worker.
+    pub fn send(&self, command: Command) {
+        if self.commands.send(command).is_ok() {
+            let _ = self.wake.write(1);
+        }
+    }
+
+    /// Stops the worker and waits for it.
+    pub fn stop(mut self) {
+        self.send(Command::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+struct Loop {
+    id: usize,
+    cache: Cache<Arc<ArcSwap<Table>>, Arc<Table>>,
+    rings: Vec<Ring>,
+    egress: Egress,
+    inbox: mpsc::Receiver<Command>,
+    wake: Arc<EventFd>,
+    stats: Arc<WorkerStats>,
+    pollfds: Vec<libc::pollfd>,
+}
+
+impl Loop {
+    fn run(&mut self) -> io::Result<()> {
+        let mut last_housekeeping = Instant::now();
+        loop {
+            if !self.rings.iter().any(|r| r.frame(0).is_some()) {
+                self.wait()?;
+                if self.pollfds[0].revents != 0 {
+                    let _ = self.wake.read();
+                }
+            }
+            // A non-blocking check per round, so commands are seen under load too.
+            if !self.handle_commands() {
+                return Ok(());
+            }
+            let table = self.cache.load().clone();
+            for i in 0..self.rings.len() {
+                self.drain(i, &table)?;
+            }
+            if last_housekeeping.elapsed() >= HOUSEKEEPING {
+                self.collect_ring_stats();
+                last_housekeeping = Instant::now();
+            }
+        }
+    }
+
+    /// Sleeps until a ring has a frame, a command arrives, or housekeeping is due.
+    fn wait(&mut self) -> io::Result<()> {
+        let pollin = |fd| libc::pollfd {
+            fd,
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        self.pollfds.clear();
+        self.pollfds.push(pollin(self.wake.as_fd().as_raw_fd()));
+        self.pollfds
+            .extend(self.rings.iter().map(|r| pollin(r.raw_fd())));
+        sys::poll(&mut self.pollfds, HOUSEKEEPING.as_millis() as i32)?;
+        Ok(())
+    }
+
+    /// Applies pending commands; false on `Stop`.
+    fn handle_commands(&mut self) -> bool {
+        while let Ok(cmd) = self.inbox.try_recv() {
+            match cmd {
+                Command::AddRing(ring) => self.rings.push(ring),
+                Command::RemoveRing(ifindex) => {
+                    self.collect_ring_stats();
+                    self.rings.retain(|r| r.ifindex() != ifindex);
+                }
+                Command::Stop => return false,
+            }
+        }
+        true
+    }
+
+    /// Forwards up to one batch from ring `i`.
+    #[allow(unsafe_code)] // the one call site of `Egress::push`; see its SAFETY notes
+    fn drain(&mut self, i: usize, table: &Table) -> io::Result<()> {
+        let ring = &self.rings[i];
+        let ifindex = ring.ifindex();
+        let drops = &self.stats.drops;
+        let mut n = 0;
+        while n < BATCH {
+            let Some(frame) = ring.frame(n) else { break };
+            n += 1;
+            if frame.vlan_tagged {
+                // Tagged frames belong to the VLAN interface, which has its own ring.
+                drops.add(Drop::Unsupported, 1);
+                continue;
+            }
+            if (frame.data.len() as u32) < frame.wire_len {
+                drops.add(Drop::Truncated, 1);
+                continue;
+            }
+            let d = match wire::parse(frame.data) {
+                Ok(d) => d,
+                Err(reject) => {
+                    drops.add(reject_reason(reject), 1);
+                    continue;
+                }
+            };
+            let Some(fi) = table.lookup(ifindex, d.src, d.dst, d.dst_port) else {
+                drops.add(Drop::NoMatch, 1);
+                continue;
+            };
+            let Some(flow) = table.flow(fi) else { continue };
+            flow.stats.add(d.payload.len());
+            for (oi, out) in flow.outputs.iter().enumerate() {
+                let token = (u64::from(fi) << 32) | oi as u64;
+                let fd = out.socket.raw_fd();
+                // SAFETY: `d.payload` points into a frame this worker owns until
+                // `ring.release` below, which runs after every flush of these sends; the
+                // socket is kept open by `table`, held for the whole batch.
+                if !unsafe { self.egress.push(fd, d.payload, token) } {
+                    self.egress.flush(|t, r| complete(table, t, r))?;
+                    // SAFETY: as above; the queue is empty after the flush.
+                    if !unsafe { self.egress.push(fd, d.payload, token) } {
+                        out.stats.queue_full();
+                    }
+                }
+            }
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        self.stats.frames.fetch_add(n as u64, Relaxed);
+        self.egress.flush(|t, r| complete(table, t, r))?;
+        self.rings[i].release(n);
+        Ok(())
+    }
+
+    /// Moves the kernel's ring-full drop counts into the worker's counters.
+    fn collect_ring_stats(&self) {
+        for ring in &self.rings {
+            match ring.take_stats() {
+                Ok(s) => self.stats.drops.add(Drop::RingFull, u64::from(s.drops)),
+                Err(e) => log::debug!("worker {}: PACKET_STATISTICS: {e}", self.id),
+            }
+        }
+    }
+}
+
+fn reject_reason(reject: wire::Reject) -> Drop {
+    match reject {
+        wire::Reject::Fragment => Drop::Fragment,
+        wire::Reject::Malformed => Drop::Malformed,
+        wire::Reject::Unsupported => Drop::Unsupported,
+    }
+}
+
+/// Records one send's completion on the output its token names.
+#[inline]
+fn complete(table: &Table, token: u64, result: i32) {
+    let (fi, oi) = ((token >> 32) as u32, (token & 0xffff_ffff) as usize);
+    if let Some(out) = table.flow(fi).and_then(|f| f.outputs.get(oi)) {
+        out.stats.record(result);
+    }
+}

@@ -1,0 +1,84 @@
+//! `mcr check`: exit codes and `PATH:LINE:COL` messages of the real binary on every fixture.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+const MCR: &str = env!("CARGO_BIN_EXE_mcr");
+
+fn fixtures(kind: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/config")
+        .join(kind);
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    v.sort();
+    assert!(!v.is_empty());
+    v
+}
+
+fn check(path: &Path) -> (bool, String, String) {
+    let out = Command::new(MCR)
+        .args(["check", "-c"])
+        .arg(path)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_invalid_fixture_fails_with_path_line_and_column() {
+    for path in fixtures("invalid") {
+        let (ok, _, stderr) = check(&path);
+        assert!(!ok, "{} was accepted", path.display());
+        let text = std::fs::read_to_string(&path).unwrap();
+        let expected: Vec<usize> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# expect: "))
+            .filter_map(|l| l.split(':').next()?.trim().parse().ok())
+            .collect();
+        assert!(
+            !expected.is_empty(),
+            "{} has no `# expect:` line",
+            path.display()
+        );
+        for line in expected {
+            let prefix = format!("{}:{line}:", path.display());
+            let hit = stderr.lines().find(|l| l.starts_with(&prefix));
+            let hit = hit.unwrap_or_else(|| panic!("no error at {prefix} in:\n{stderr}"));
+            // PATH:LINE:COL: message — the column is a number and a message follows.
+            let rest = &hit[prefix.len()..];
+            let (col, msg) = rest.split_once(": ").unwrap_or_else(|| panic!("{hit}"));
+            assert!(col.parse::<usize>().is_ok_and(|c| c >= 1), "{hit}");
+            assert!(!msg.trim().is_empty(), "{hit}");
+        }
+    }
+}
+
+#[test]
+fn valid_fixtures_examples_and_the_default_config_pass() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut paths = fixtures("valid");
+    paths.push(root.join("examples/demo.toml"));
+    paths.push(root.join("config/mcr.toml"));
+    for path in paths {
+        let (ok, stdout, stderr) = check(&path);
+        assert!(ok, "{}: {stderr}", path.display());
+        assert!(stdout.starts_with("ok: "), "{stdout}");
+    }
+    let (_, stdout, _) = check(&root.join("examples/demo.toml"));
+    assert_eq!(stdout.trim(), "ok: 2 flows, 2 input groups on 1 interfaces");
+}
+
+#[test]
+fn a_missing_file_is_an_error_naming_it() {
+    let (ok, _, stderr) = check(Path::new("/nonexistent/mcr.toml"));
+    assert!(!ok);
+    assert!(stderr.contains("/nonexistent/mcr.toml"), "{stderr}");
+}

@@ -1,0 +1,350 @@
+//! Namespace topologies for end-to-end tests, and the processes that run in them.
+//!
+//! Every test builds its own namespaces with names unique to the process and the test, and
+//! everything is torn down in `Drop` — processes first (by PID), then namespaces — so a failed
+//! assertion leaves nothing behind. Tests that move traffic take [`serial`] so that two of them
+//! never compete for the machine's two cores (which would make exact counts flaky).
+//!
+//! Layout of [`Topology::chain`]:
+//! ```text
+//!  gen ns            relay ns                    sink ns k
+//!  up0 10.1.0.1 ── in0 10.1.0.2
+//!                    outK 10.2.K.1 ─────────── down0 10.2.K.2
+//! ```
+#![allow(dead_code)]
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub const MCR: &str = env!("CARGO_BIN_EXE_mcr");
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// Serializes traffic tests within this test binary.
+pub fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn unique(tag: &str) -> String {
+    format!(
+        "mcrt-{}-{}-{tag}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Runs a command, panicking with its output if it fails.
+pub fn sh(args: &[&str]) -> Output {
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .output()
+        .expect("spawn");
+    assert!(
+        out.status.success(),
+        "{:?} failed: {}{}",
+        args,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// A network namespace, deleted on drop.
+pub struct Netns {
+    pub name: String,
+}
+
+impl Netns {
+    pub fn new(tag: &str) -> Netns {
+        let name = unique(tag);
+        sh(&["ip", "netns", "add", &name]);
+        let ns = Netns { name };
+        ns.ip(&["link", "set", "lo", "up"]);
+        // Quiet namespaces: no IPv6 chatter (MLD, router solicitations) on the test links.
+        ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1"]);
+        ns.exec(&["sysctl", "-q", "-w", "net.ipv6.conf.default.disable_ipv6=1"]);
+        ns
+    }
+
+    pub fn ip(&self, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "-n", &self.name];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    pub fn exec(&self, args: &[&str]) -> Output {
+        let mut v = vec!["ip", "netns", "exec", &self.name];
+        v.extend_from_slice(args);
+        sh(&v)
+    }
+
+    /// A command that runs inside this namespace.
+    pub fn command(&self, program: &str) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program]);
+        c
+    }
+
+    pub fn read(&self, path: &str) -> String {
+        String::from_utf8_lossy(&self.exec(&["cat", path]).stdout).into_owned()
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .output();
+    }
+}
+
+/// Connects `a:a_if` to `b:b_if` with a veth pair, addresses them and brings both ends up.
+pub fn link(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: &str) {
+    a.ip(&[
+        "link", "add", a_if, "type", "veth", "peer", "name", b_if, "netns", &b.name,
+    ]);
+    a.ip(&["addr", "add", a_addr, "dev", a_if]);
+    b.ip(&["addr", "add", b_addr, "dev", b_if]);
+    a.ip(&["link", "set", a_if, "up"]);
+    b.ip(&["link", "set", b_if, "up"]);
+}
+
+/// A process started by a test, killed (by PID) and reaped on drop.
+pub struct Proc {
+    pub child: Child,
+    pub stdout: PathBuf,
+    pub stderr: PathBuf,
+}
+
+impl Proc {
+    pub fn spawn(mut cmd: Command, dir: &Path, tag: &str) -> Proc {
+        let stdout = dir.join(format!("{tag}.out"));
+        let stderr = dir.join(format!("{tag}.err"));
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(fs::File::create(&stdout).unwrap())
+            .stderr(fs::File::create(&stderr).unwrap())
+            .spawn()
+            .expect("spawn");
+        Proc {
+            child,
+            stdout,
+            stderr,
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    pub fn stdout(&self) -> String {
+        fs::read_to_string(&self.stdout).unwrap_or_default()
+    }
+
+    /// Waits until `cond` holds, failing if the process exits first or time runs out.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, mut cond: impl FnMut(&Proc) -> bool) {
+        let deadline = Instant::now() + timeout;
+        while !cond(self) {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "{what}: process exited ({status}) first; stderr:\n{}",
+                    self.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: timed out; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits for a normal exit and returns stdout.
+    pub fn finish(&mut self, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(
+                    status.success(),
+                    "exit {status}; stderr:\n{}",
+                    self.stderr()
+                );
+                return self.stdout();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "did not exit in time; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn terminate(&mut self) -> String {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        self.finish(Duration::from_secs(20))
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// gen → relay → sinks, with a scratch directory for configs and logs.
+pub struct Topology {
+    // Field order is drop order: processes before namespaces.
+    pub procs: Vec<Proc>,
+    pub gen: Netns,
+    pub relay: Netns,
+    pub sinks: Vec<Netns>,
+    pub dir: PathBuf,
+}
+
+impl Topology {
+    /// The chain with `sinks` sink namespaces, each on its own relay output `out{k}`.
+    pub fn chain(sinks: usize) -> Topology {
+        let gen = Netns::new("gen");
+        let relay = Netns::new("relay");
+        link(&gen, "up0", "10.1.0.1/24", &relay, "in0", "10.1.0.2/24");
+        let sinks: Vec<Netns> = (0..sinks)
+            .map(|k| {
+                let sink = Netns::new(&format!("sink{k}"));
+                let out = format!("out{k}");
+                link(
+                    &relay,
+                    &out,
+                    &format!("10.2.{k}.1/24"),
+                    &sink,
+                    "down0",
+                    &format!("10.2.{k}.2/24"),
+                );
+                sink
+            })
+            .collect();
+        let dir = std::env::temp_dir().join(unique("dir"));
+        fs::create_dir_all(&dir).unwrap();
+        Topology {
+            procs: Vec::new(),
+            gen,
+            relay,
+            sinks,
+            dir,
+        }
+    }
+
+    pub fn write(&self, name: &str, contents: &str) -> PathBuf {
+        let p = self.dir.join(name);
+        fs::write(&p, contents).unwrap();
+        p
+    }
+
+    /// Starts `mcr run` in the relay namespace and waits until it reports ready.
+    pub fn start_relay(&mut self, config: &str) -> usize {
+        let path = self.write("mcr.toml", config);
+        let mut cmd = self.relay.command(MCR);
+        cmd.args(["run", "-c"])
+            .arg(&path)
+            .arg("--stats-json")
+            .arg(self.dir.join("stats.json"));
+        cmd.env("RUST_LOG", "info");
+        let mut p = Proc::spawn(cmd, &self.dir, "relay");
+        p.wait_for("relay ready", Duration::from_secs(20), |p| {
+            p.stderr().contains("ready:")
+        });
+        self.procs.push(p);
+        self.procs.len() - 1
+    }
+
+    /// Stops the relay with SIGTERM; returns its final counters (the stats JSON).
+    pub fn stop_relay(&mut self, index: usize) -> serde_json::Value {
+        let stdout = self.procs[index].terminate();
+        assert!(stdout.contains("final counters"), "{stdout}");
+        let json = fs::read_to_string(self.dir.join("stats.json")).unwrap();
+        serde_json::from_str(&json).unwrap()
+    }
+
+    /// Starts `mcr sink` in sink namespace `k` and waits until it has joined.
+    pub fn start_sink(&mut self, k: usize, args: &[&str]) -> usize {
+        let ready = self.dir.join(unique("ready"));
+        let mut cmd = self.sinks[k].command(MCR);
+        cmd.args([
+            "sink",
+            "--interface",
+            "down0",
+            "--json",
+            "--idle-timeout",
+            "3s",
+        ])
+        .args(args)
+        .arg("--ready-file")
+        .arg(&ready);
+        let mut p = Proc::spawn(cmd, &self.dir, &format!("sink{k}-{}", self.procs.len()));
+        p.wait_for("sink ready", Duration::from_secs(20), |_| ready.exists());
+        self.procs.push(p);
+        self.procs.len() - 1
+    }
+
+    /// Waits for a sink to exit and returns its JSON report.
+    pub fn sink_report(&mut self, index: usize) -> serde_json::Value {
+        let out = self.procs[index].finish(Duration::from_secs(120));
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("sink output {out:?}: {e}"))
+    }
+
+    /// Runs `mcr gen` in the gen namespace to completion; returns its JSON report.
+    pub fn gen(&self, args: &[&str]) -> serde_json::Value {
+        let out = self
+            .gen
+            .command(MCR)
+            .args(["gen", "--interface", "up0", "--json"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "gen: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+}
+
+impl Drop for Topology {
+    fn drop(&mut self) {
+        self.procs.clear();
+        if !std::thread::panicking() {
+            let _ = fs::remove_dir_all(&self.dir);
+        } else {
+            eprintln!("logs kept in {}", self.dir.display());
+        }
+    }
+}
+
+/// A JSON number field as u64, failing loudly when absent.
+pub fn num(v: &serde_json::Value, key: &str) -> u64 {
+    v.get(key)
+        .and_then(|x| x.as_u64())
+        .unwrap_or_else(|| panic!("no `{key}` in {v}"))
+}
+
+/// The relay snapshot's flow by name.
+pub fn flow<'a>(stats: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    stats["flows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["name"] == name)
+        .unwrap_or_else(|| panic!("no flow {name} in {stats}"))
+}
