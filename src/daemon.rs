@@ -76,6 +76,11 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         .map_err(RunError::Signals)?;
 
     let mut relay = Relay::start(&config, workers)?;
+    let _watcher = if config.relay.watch {
+        watch(&opts.config, events.clone())
+    } else {
+        None
+    };
     let table = relay.table();
     log::info!(
         "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, config {}",
@@ -86,11 +91,6 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         workers,
         opts.config.display()
     );
-    let _watcher = if config.relay.watch {
-        watch(&opts.config, events.clone())
-    } else {
-        None
-    };
 
     let mut reloads = Reloads {
         applied,
@@ -108,7 +108,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         match inbox.recv_timeout(timeout) {
             Ok(Event::Signal(SIGHUP)) => {
                 log::info!("SIGHUP: reloading {}", opts.config.display());
-                reload(&mut relay, &opts.config, &mut reloads, true, &mut interval);
+                reload(&mut relay, &opts.config, &mut reloads, &mut interval);
             }
             Ok(Event::Signal(s)) => {
                 log::info!("signal {s}: shutting down");
@@ -123,7 +123,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         let now = Instant::now();
         if reload_at.is_some_and(|t| t <= now) {
             reload_at = None;
-            reload(&mut relay, &opts.config, &mut reloads, false, &mut interval);
+            reload(&mut relay, &opts.config, &mut reloads, &mut interval);
             if next_tick.is_none() {
                 next_tick = interval.map(|i| now + i);
             }
@@ -161,14 +161,17 @@ fn watch(path: &Path, events: mpsc::Sender<Event>) -> Option<notify::Recommended
     };
     let name = path.file_name()?.to_os_string();
     let handler = move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if ev
-                .paths
-                .iter()
-                .any(|p| p.file_name() == Some(name.as_os_str()))
-            {
-                let _ = events.send(Event::FileChanged);
-            }
+        let Ok(ev) = res else { return };
+        let Some(path) = ev
+            .paths
+            .iter()
+            .find(|p| p.file_name() == Some(name.as_os_str()))
+        else {
+            return;
+        };
+        let is_symlink = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+        if completes_a_write(&ev.kind, is_symlink) {
+            let _ = events.send(Event::FileChanged);
         }
     };
     let mut watcher = match notify::recommended_watcher(handler) {
@@ -185,14 +188,25 @@ fn watch(path: &Path, events: mpsc::Sender<Event>) -> Option<notify::Recommended
     Some(watcher)
 }
 
+/// Whether a file event means the config file now holds complete new content. A write in
+/// place counts when the writer closes the file — reacting to the truncation or the first
+/// `write()` could read an empty or half-written file, and an empty file is a valid config
+/// with no flows. A rename over the file (editors, Ansible) is complete at once, and so is a
+/// new symlink. Anything else (open, metadata, a new regular file still being written) waits
+/// for its close.
+fn completes_a_write(kind: &notify::EventKind, is_symlink: bool) -> bool {
+    use notify::event::{AccessKind, AccessMode, ModifyKind, RenameMode};
+    use notify::EventKind;
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => true,
+        EventKind::Create(_) => is_symlink,
+        _ => false,
+    }
+}
+
 /// Reads, validates and applies the config file; on any error the running table stays.
-fn reload(
-    relay: &mut Relay,
-    path: &Path,
-    reloads: &mut Reloads,
-    forced: bool,
-    interval: &mut Option<Duration>,
-) {
+fn reload(relay: &mut Relay, path: &Path, reloads: &mut Reloads, interval: &mut Option<Duration>) {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) => {
@@ -201,8 +215,8 @@ fn reload(
             return;
         }
     };
-    if bytes == reloads.applied && !forced {
-        log::debug!("reload: {} unchanged", path.display());
+    if bytes == reloads.applied {
+        log::info!("reload: {} unchanged, nothing to do", path.display());
         return;
     }
     let text = String::from_utf8_lossy(&bytes);
@@ -269,5 +283,74 @@ fn write_json(path: Option<&Path>, snap: &Snapshot) {
         .and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = result {
         log::warn!("cannot write stats to {}: {e}", path.display());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use notify::event::{
+        AccessKind, AccessMode, CreateKind, DataChange, MetadataKind, ModifyKind, RenameMode,
+    };
+    use notify::EventKind;
+
+    #[test]
+    fn only_complete_writes_trigger_a_reload() {
+        let cases = [
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Write)),
+                false,
+                true,
+            ),
+            (
+                EventKind::Access(AccessKind::Close(AccessMode::Read)),
+                false,
+                false,
+            ),
+            (
+                EventKind::Access(AccessKind::Open(AccessMode::Any)),
+                false,
+                false,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Data(DataChange::Any)),
+                false,
+                false,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Metadata(MetadataKind::Any)),
+                false,
+                false,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::To)),
+                false,
+                true,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::Both)),
+                false,
+                true,
+            ),
+            (
+                EventKind::Modify(ModifyKind::Name(RenameMode::From)),
+                false,
+                false,
+            ),
+            (EventKind::Create(CreateKind::File), false, false),
+            (EventKind::Create(CreateKind::File), true, true),
+            (
+                EventKind::Remove(notify::event::RemoveKind::File),
+                false,
+                false,
+            ),
+        ];
+        for (kind, symlink, want) in cases {
+            assert_eq!(
+                completes_a_write(&kind, symlink),
+                want,
+                "{kind:?} symlink={symlink}"
+            );
+        }
     }
 }

@@ -202,6 +202,9 @@ impl Relay {
             .filter(|o| new.flow_by_name(&o.spec.name).is_none())
             .count();
         self.table.store(Arc::new(new));
+        for worker in &self.workers {
+            worker.wake();
+        }
         for change in &changes {
             match *change {
                 Change::Leave(m) => match self.memberships.leave(m) {

@@ -112,6 +112,12 @@ impl Worker {
         }
     }
 
+    /// Wakes the worker so it loads a newly published table now and lets the old one go
+    /// (an idle worker would otherwise hold it, and its sockets, until its next wake-up).
+    pub fn wake(&self) {
+        let _ = self.wake.write(1);
+    }
+
     /// Stops the worker and waits for it.
     pub fn stop(mut self) {
         self.send(Command::Stop);

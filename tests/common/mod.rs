@@ -186,6 +186,13 @@ impl Proc {
         }
     }
 
+    /// Sends SIGTERM and waits for the process to end, whatever its exit status.
+    pub fn terminate_quietly(&mut self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and waits for a clean exit.
     pub fn terminate(&mut self) -> String {
         let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
@@ -319,6 +326,114 @@ impl Topology {
         );
         serde_json::from_slice(&out.stdout).unwrap()
     }
+}
+
+impl Topology {
+    /// Starts `mcr gen` in the background; collect it with [`Topology::gen_report`].
+    pub fn spawn_gen(&mut self, args: &[&str]) -> usize {
+        let mut cmd = self.gen.command(MCR);
+        cmd.args(["gen", "--interface", "up0", "--json"]).args(args);
+        let p = Proc::spawn(cmd, &self.dir, &format!("gen-{}", self.procs.len()));
+        self.procs.push(p);
+        self.procs.len() - 1
+    }
+
+    pub fn gen_report(&mut self, index: usize) -> serde_json::Value {
+        let out = self.procs[index].finish(Duration::from_secs(300));
+        serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("gen output {out:?}: {e}"))
+    }
+
+    /// The relay's config path (as written by `start_relay`).
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("mcr.toml")
+    }
+
+    /// Replaces the config the way editors and Ansible do: write a temp file, rename it over.
+    pub fn write_config_by_rename(&self, contents: &str) {
+        let tmp = self.dir.join(".mcr.toml.tmp");
+        fs::write(&tmp, contents).unwrap();
+        fs::rename(&tmp, self.config_path()).unwrap();
+    }
+
+    /// Rewrites the config in place (truncate + write, same inode).
+    pub fn write_config_in_place(&self, contents: &str) {
+        use std::io::Write;
+        let mut f = fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(self.config_path())
+            .unwrap();
+        f.write_all(contents.as_bytes()).unwrap();
+    }
+
+    pub fn signal_relay(&self, index: usize, signal: nix::sys::signal::Signal) {
+        let pid = nix::unistd::Pid::from_raw(self.procs[index].child.id() as i32);
+        nix::sys::signal::kill(pid, signal).unwrap();
+    }
+
+    /// Lines of the relay's log containing `needle`.
+    pub fn log_count(&self, index: usize, needle: &str) -> usize {
+        self.procs[index].stderr().matches(needle).count()
+    }
+
+    /// Waits until the relay's log holds `n` lines containing `needle`.
+    pub fn wait_log(&mut self, index: usize, needle: &str, n: usize) {
+        let what = format!("{n} × {needle:?} in the relay log");
+        self.procs[index].wait_for(&what, Duration::from_secs(20), |p| {
+            p.stderr().matches(needle).count() >= n
+        });
+    }
+
+    /// The relay's latest periodic stats (needs a non-zero `stats_interval`).
+    pub fn live_stats(&self) -> serde_json::Value {
+        let text = fs::read_to_string(self.dir.join("stats.json")).unwrap_or_default();
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
+    }
+
+    /// Waits until `cond` holds for the relay's periodic stats.
+    pub fn wait_stats(
+        &self,
+        what: &str,
+        mut cond: impl FnMut(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let v = self.live_stats();
+            if !v.is_null() && cond(&v) {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{what}: timed out; last stats: {v}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+/// The process's open file descriptors and resident memory (KiB).
+pub fn fds_and_rss(pid: u32) -> (usize, u64) {
+    let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
+    let status = fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let rss = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    (fds, rss)
+}
+
+/// Groups listed for `dev` in a `/proc/net/igmp` text, as dotted quads.
+pub fn igmp_groups(igmp: &str, dev: &str) -> Vec<std::net::Ipv4Addr> {
+    let mut lines = igmp
+        .lines()
+        .skip_while(|l| l.split_whitespace().nth(1) != Some(dev));
+    lines.next();
+    lines
+        .take_while(|l| l.starts_with('\t'))
+        .filter_map(|l| u32::from_str_radix(l.split_whitespace().next()?, 16).ok())
+        .map(|raw| std::net::Ipv4Addr::from(raw.to_le_bytes()))
+        .collect()
 }
 
 impl Drop for Topology {
