@@ -60,6 +60,8 @@ ip netns exec "$GEN" "$MCR" gen --interface up0 --group 239.1.1.1 --group-count 
 wait "$sink"
 echo "== sink received:"
 cat "$work/sink.out"
+echo "== mcr stats (over the control socket):"
+"$MCR" stats
 
 kill -TERM "$relay"; wait "$relay" || true
 echo "== mcr log and final counters:"

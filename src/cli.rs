@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 
-use crate::config::Config;
+use crate::config::{Config, DEFAULT_CONTROL_SOCKET};
+use crate::control::{self, ReloadOutcome, Reply};
 use crate::daemon::{self, RunOptions};
 use crate::tools::{gen, sink};
 
@@ -40,6 +41,29 @@ enum Command {
     Check {
         #[arg(short, long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
+    },
+    /// Show per-flow counters, rates and drops of the running relay.
+    Stats {
+        #[arg(short, long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Refresh every second, like top.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Show version, uptime, config hash, reload state, workers and joined groups.
+    Status {
+        #[arg(short, long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask the running relay to reload its config; prints the result (exit 1 if rejected).
+    Reload {
+        #[arg(short, long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
     },
     /// Send numbered multicast test traffic.
     Gen(GenArgs),
@@ -144,6 +168,94 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Stats {
+            socket,
+            json,
+            watch,
+        } => loop {
+            match control::call(&socket, control::Command::Stats) {
+                Ok(Reply::Stats(snap)) => {
+                    if json {
+                        println!("{}", serde_json::to_string(&snap).unwrap_or_default());
+                    } else {
+                        if watch {
+                            print!("\x1b[H\x1b[2J");
+                        }
+                        print!("{}", render_stats(&snap));
+                    }
+                }
+                Ok(other) => return unexpected(other),
+                Err(e) => {
+                    eprintln!("mcr: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+            if !watch {
+                return ExitCode::SUCCESS;
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        },
+        Command::Status { socket, json } => {
+            match control::call(&socket, control::Command::Status) {
+                Ok(Reply::Status(s)) if json => {
+                    println!("{}", serde_json::to_string(&s).unwrap_or_default());
+                    ExitCode::SUCCESS
+                }
+                Ok(Reply::Status(s)) => {
+                    println!("version:        {}", s.version);
+                    println!("pid:            {}", s.pid);
+                    println!(
+                        "uptime:         {}",
+                        humantime::format_duration(Duration::from_secs(s.uptime_seconds as u64))
+                    );
+                    println!(
+                        "config:         {} (fnv1a {})",
+                        s.config_path, s.config_hash
+                    );
+                    println!("generation:     {}", s.generation);
+                    println!(
+                        "reloads:        {} applied, {} rejected",
+                        s.reloads_ok, s.reloads_failed
+                    );
+                    println!(
+                        "last reload:    {}",
+                        s.last_reload.as_deref().unwrap_or("none")
+                    );
+                    println!("workers:        {}", s.workers);
+                    println!("helper sockets: {}", s.helper_sockets);
+                    for (iface, n) in &s.groups {
+                        println!("groups joined:  {n} on {iface}");
+                    }
+                    ExitCode::SUCCESS
+                }
+                Ok(other) => unexpected(other),
+                Err(e) => {
+                    eprintln!("mcr: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Reload { socket } => match control::call(&socket, control::Command::Reload) {
+            Ok(Reply::Reload(ReloadOutcome::Applied { summary })) => {
+                println!("reloaded: {summary}");
+                ExitCode::SUCCESS
+            }
+            Ok(Reply::Reload(ReloadOutcome::Unchanged)) => {
+                println!("unchanged: the file is the one already running");
+                ExitCode::SUCCESS
+            }
+            Ok(Reply::Reload(ReloadOutcome::Rejected { errors })) => {
+                for e in errors {
+                    eprintln!("reload rejected: {e}");
+                }
+                ExitCode::FAILURE
+            }
+            Ok(other) => unexpected(other),
+            Err(e) => {
+                eprintln!("mcr: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Gen(a) => {
             let interface = match a.interface.parse::<Ipv4Addr>() {
                 Ok(addr) => gen::Egress::Addr(addr),
@@ -205,4 +317,41 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+fn unexpected(reply: Reply) -> ExitCode {
+    eprintln!("mcr: unexpected reply from the relay: {reply:?}");
+    ExitCode::FAILURE
+}
+
+/// The `mcr stats` table: one row per flow, one per output, then drop totals.
+fn render_stats(snap: &crate::stats::Snapshot) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<30} {:>12} {:>14} {:>10} {:>9} {:>9} {:>8} {:>8}",
+        "FLOW / OUTPUT", "PACKETS", "BYTES", "PPS", "MBIT/S", "IDLE", "FULL", "ERRORS"
+    );
+    for f in &snap.flows {
+        let idle = f
+            .idle_seconds
+            .map_or_else(|| "never".to_string(), |s| format!("{s:.1}s"));
+        let _ = writeln!(
+            out,
+            "{:<30} {:>12} {:>14} {:>10.0} {:>9.2} {:>9} {:>8} {:>8}",
+            f.name, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
+        );
+        for o in &f.outputs {
+            let target = format!("  > {} {}:{}", o.interface, o.group, o.port);
+            let _ = writeln!(
+                out,
+                "{:<30} {:>12} {:>14} {:>10} {:>9} {:>9} {:>8} {:>8}",
+                target, o.packets, o.bytes, "", "", "", o.egress_full, o.send_errors
+            );
+        }
+    }
+    let drops: Vec<String> = snap.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    let _ = writeln!(out, "frames={} drops: {}", snap.frames, drops.join(" "));
+    out
 }

@@ -31,9 +31,9 @@ mod validate;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -68,7 +68,17 @@ pub struct RelaySettings {
     pub stats_interval: Option<Duration>,
     /// Reload the configuration when the file changes.
     pub watch: bool,
+    /// Path of the local control socket (`mcr stats`, `mcr status`, `mcr reload`).
+    pub control_socket: PathBuf,
+    /// Address of the Prometheus endpoint; `None` serves no metrics.
+    pub metrics: Option<SocketAddr>,
+    /// Drop root for this user after opening what needs privilege (keeping only the
+    /// capabilities reloads need).
+    pub user: Option<String>,
 }
+
+/// Where the control socket lives unless `[relay] control_socket` says otherwise.
+pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mcr/control.sock";
 
 impl Default for RelaySettings {
     fn default() -> Self {
@@ -76,6 +86,9 @@ impl Default for RelaySettings {
             workers: None,
             stats_interval: Some(DEFAULT_STATS_INTERVAL),
             watch: true,
+            control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
+            metrics: None,
+            user: None,
         }
     }
 }
@@ -452,14 +465,20 @@ mod tests {
 
     #[test]
     fn relay_settings_are_read() {
-        let config = parse("[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n")
-            .unwrap_or_else(|e| panic!("{e}"));
+        let config = parse(
+            "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
+             control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n",
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             config.relay,
             RelaySettings {
                 workers: NonZeroUsize::new(3),
                 stats_interval: Some(Duration::from_millis(250)),
                 watch: false,
+                control_socket: PathBuf::from("/run/x.sock"),
+                metrics: Some("127.0.0.1:9810".parse().unwrap()),
+                user: Some("mcr".to_string()),
             }
         );
         let config = parse("[relay]\nstats_interval = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));

@@ -1,7 +1,9 @@
-//! `mcr run`: load the config, start the relay, serve signals and periodic stats, shut down.
+//! `mcr run`: load the config, start the relay, then serve signals, file changes, control
+//! requests, metric scrapes and stats ticks until told to stop.
 //!
-//! The main thread is the control thread. Signals arrive through a `signal-hook` thread as
-//! [`Event`]s on one channel, so every state change happens on this one thread.
+//! The main thread is the control thread: signals (a `signal-hook` thread), file events (the
+//! `notify` thread), control-socket requests and scrapes all arrive as [`Event`]s on one
+//! channel, so every read and change of relay state happens on this one thread.
 
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -10,6 +12,7 @@ use std::time::{Duration, Instant};
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::Config;
+use crate::control::{self, Call, Command, ReloadOutcome, Reply, Status};
 use crate::relay::Relay;
 use crate::stats::Snapshot;
 
@@ -30,25 +33,160 @@ pub enum RunError {
     Start(#[from] crate::relay::StartError),
     #[error("signal handling: {0}")]
     Signals(std::io::Error),
+    #[error("metrics endpoint {addr}: {source}")]
+    Metrics {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Privilege(#[from] crate::privilege::PrivilegeError),
 }
 
 enum Event {
     Signal(i32),
-    /// Something happened to the config file's name in its directory.
+    /// The config file was completely rewritten, renamed over, or re-linked.
     FileChanged,
+    Control(Call),
+    Scrape(mpsc::SyncSender<(Snapshot, Status)>),
 }
 
 /// How long file events are collected before one reload runs: editors and config managers
 /// write, rename and chmod in quick bursts.
 pub const DEBOUNCE: Duration = Duration::from_millis(200);
 
-/// Reload bookkeeping of the control thread.
-#[derive(Debug, Default)]
-struct Reloads {
+/// How often counters are sampled for the rates `mcr stats` shows.
+const RATE_SAMPLE: Duration = Duration::from_secs(1);
+
+/// The control thread's own state next to the relay.
+struct State {
+    config_path: PathBuf,
+    started: Instant,
     /// Content of the file behind the running table; an identical file is a no-op.
     applied: Vec<u8>,
-    successes: u64,
-    failures: u64,
+    reloads_ok: u64,
+    reloads_failed: u64,
+    last_reload: Option<String>,
+    stats_interval: Option<Duration>,
+    /// The latest counter sample, for rates.
+    sample: Option<(Snapshot, Instant)>,
+}
+
+impl State {
+    fn status(&self, relay: &Relay) -> Status {
+        let table = relay.table();
+        let mut groups = std::collections::BTreeMap::new();
+        for (ifindex, n) in relay.joined() {
+            let name = table
+                .input_name(ifindex)
+                .map_or_else(|| format!("ifindex-{ifindex}"), |n| n.to_string());
+            groups.insert(name, n);
+        }
+        Status {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            pid: std::process::id(),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            config_path: self.config_path.display().to_string(),
+            config_hash: control::fnv1a(&self.applied),
+            generation: table.generation(),
+            reloads_ok: self.reloads_ok,
+            reloads_failed: self.reloads_failed,
+            last_reload: self.last_reload.clone(),
+            workers: relay.worker_count(),
+            groups,
+            helper_sockets: relay.helper_sockets(),
+        }
+    }
+
+    /// Counters now, with rates over the latest sampling period.
+    fn stats(&self, relay: &Relay) -> Snapshot {
+        let mut snap = relay.snapshot();
+        if let Some((prev, at)) = &self.sample {
+            snap.set_rates(prev, at.elapsed());
+        }
+        snap
+    }
+
+    /// Reads, validates and applies the config file; on any error the running table stays.
+    fn reload(&mut self, relay: &mut Relay) -> ReloadOutcome {
+        let path = self.config_path.clone();
+        let outcome = self.try_reload(relay, &path);
+        match &outcome {
+            ReloadOutcome::Applied { summary } => {
+                self.reloads_ok += 1;
+                self.last_reload = Some(format!("applied: {summary}"));
+                log::info!("reloaded: {summary}");
+            }
+            ReloadOutcome::Unchanged => {
+                log::info!("reload: {} unchanged, nothing to do", path.display());
+            }
+            ReloadOutcome::Rejected { errors } => {
+                self.reloads_failed += 1;
+                self.last_reload = Some(format!("rejected: {}", errors.join("; ")));
+                for e in errors {
+                    log::error!("reload rejected: {e}");
+                }
+            }
+        }
+        outcome
+    }
+
+    fn try_reload(&mut self, relay: &mut Relay, path: &Path) -> ReloadOutcome {
+        let rejected = |errors: Vec<String>| ReloadOutcome::Rejected { errors };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) => return rejected(vec![format!("{}: cannot read: {e}", path.display())]),
+        };
+        if bytes == self.applied {
+            return ReloadOutcome::Unchanged;
+        }
+        let text = String::from_utf8_lossy(&bytes);
+        let config = match Config::parse(&text, path) {
+            Ok(c) => c,
+            Err(errors) => {
+                return rejected(errors.errors.iter().map(ToString::to_string).collect())
+            }
+        };
+        if let Some(w) = config.relay.workers {
+            if w.get() != relay.worker_count() {
+                log::warn!(
+                    "workers = {w} needs a restart; keeping {} workers, applying the rest",
+                    relay.worker_count()
+                );
+            }
+        }
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::Reloading,
+            sd_notify::NotifyState::MonotonicUsec(i128::from(crate::stats::monotonic_ns() / 1000)),
+        ]);
+        let result = relay.reload(&config);
+        let summary = ready_status(relay);
+        let _ = sd_notify::notify(&[
+            sd_notify::NotifyState::Ready,
+            sd_notify::NotifyState::Status(&summary),
+        ]);
+        match result {
+            Ok(summary) => {
+                self.applied = bytes;
+                self.stats_interval = config.relay.stats_interval;
+                ReloadOutcome::Applied {
+                    summary: summary.to_string(),
+                }
+            }
+            Err(e) => rejected(vec![format!("{}: {e}", path.display())]),
+        }
+    }
+}
+
+/// One line for systemd's STATUS= and logs.
+fn ready_status(relay: &Relay) -> String {
+    let table = relay.table();
+    format!(
+        "generation {}: {} flows, {} groups on {} interfaces",
+        table.generation(),
+        table.flows().len(),
+        table.memberships().len(),
+        table.input_ifindexes().len()
+    )
 }
 
 pub fn run(opts: &RunOptions) -> Result<(), RunError> {
@@ -81,6 +219,39 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     } else {
         None
     };
+    let control_events = std::sync::Mutex::new(events.clone());
+    let _control = match control::serve(&config.relay.control_socket, move |call| {
+        control_events
+            .lock()
+            .is_ok_and(|tx| tx.send(Event::Control(call)).is_ok())
+    }) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log::warn!(
+                "no control socket at {}: {e}; `mcr stats/status/reload` will not reach this relay",
+                config.relay.control_socket.display()
+            );
+            None
+        }
+    };
+    if let Some(addr) = config.relay.metrics {
+        let scrape_events = std::sync::Mutex::new(events.clone());
+        let fetch = move || {
+            let (tx, rx) = mpsc::sync_channel(1);
+            scrape_events.lock().ok()?.send(Event::Scrape(tx)).ok()?;
+            rx.recv_timeout(Duration::from_secs(10)).ok()
+        };
+        let bound = crate::metrics::serve(addr, fetch)
+            .map_err(|source| RunError::Metrics { addr, source })?;
+        log::info!("metrics on http://{bound}/metrics");
+    }
+    if let Some(user) = &config.relay.user {
+        if let Err(e) = crate::privilege::drop_to(user) {
+            relay.shutdown();
+            return Err(e.into());
+        }
+        log::info!("running as user {user} with CAP_NET_RAW and CAP_NET_ADMIN only");
+    }
     let table = relay.table();
     log::info!(
         "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, config {}",
@@ -91,24 +262,38 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         workers,
         opts.config.display()
     );
+    let ready = ready_status(&relay);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&ready),
+    ]);
 
-    let mut reloads = Reloads {
+    let mut state = State {
+        config_path: opts.config.clone(),
+        started: Instant::now(),
         applied,
-        ..Reloads::default()
+        reloads_ok: 0,
+        reloads_failed: 0,
+        last_reload: None,
+        stats_interval: config.relay.stats_interval,
+        sample: None,
     };
-    let mut interval = config.relay.stats_interval;
     let mut previous: Option<(Snapshot, Instant)> = None;
-    let mut next_tick = interval.map(|i| Instant::now() + i);
+    let mut next_tick = state.stats_interval.map(|i| Instant::now() + i);
+    let mut next_sample = Instant::now();
     let mut reload_at: Option<Instant> = None;
     loop {
-        let wake = [next_tick, reload_at].into_iter().flatten().min();
+        let wake = [next_tick, reload_at, Some(next_sample)]
+            .into_iter()
+            .flatten()
+            .min();
         let timeout = wake.map_or(Duration::from_secs(3600), |t| {
             t.saturating_duration_since(Instant::now())
         });
         match inbox.recv_timeout(timeout) {
             Ok(Event::Signal(SIGHUP)) => {
                 log::info!("SIGHUP: reloading {}", opts.config.display());
-                reload(&mut relay, &opts.config, &mut reloads, &mut interval);
+                state.reload(&mut relay);
             }
             Ok(Event::Signal(s)) => {
                 log::info!("signal {s}: shutting down");
@@ -117,25 +302,41 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             Ok(Event::FileChanged) => {
                 reload_at.get_or_insert_with(|| Instant::now() + DEBOUNCE);
             }
+            Ok(Event::Control(call)) => {
+                let reply = match call.command {
+                    Command::Stats => Reply::Stats(state.stats(&relay)),
+                    Command::Status => Reply::Status(state.status(&relay)),
+                    Command::Reload => Reply::Reload(state.reload(&mut relay)),
+                };
+                let _ = call.reply.send(reply);
+            }
+            Ok(Event::Scrape(reply)) => {
+                let _ = reply.send((state.stats(&relay), state.status(&relay)));
+            }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
         let now = Instant::now();
         if reload_at.is_some_and(|t| t <= now) {
             reload_at = None;
-            reload(&mut relay, &opts.config, &mut reloads, &mut interval);
+            state.reload(&mut relay);
             if next_tick.is_none() {
-                next_tick = interval.map(|i| now + i);
+                next_tick = state.stats_interval.map(|i| now + i);
             }
+        }
+        if next_sample <= now {
+            state.sample = Some((relay.snapshot(), now));
+            next_sample = now + RATE_SAMPLE;
         }
         if next_tick.is_some_and(|t| t <= now) {
             let snap = relay.snapshot();
             log_stats(&snap, previous.as_ref());
             write_json(opts.stats_json.as_deref(), &snap);
             previous = Some((snap, now));
-            next_tick = interval.map(|i| now + i);
+            next_tick = state.stats_interval.map(|i| now + i);
         }
     }
+    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     signal_handle.close();
     let snap = relay.shutdown();
     write_json(opts.stats_json.as_deref(), &snap);
@@ -145,8 +346,8 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     log::info!(
         "stopped; groups left; reloads: {} applied, {} rejected",
-        reloads.successes,
-        reloads.failures
+        state.reloads_ok,
+        state.reloads_failed
     );
     Ok(())
 }
@@ -202,53 +403,6 @@ fn completes_a_write(kind: &notify::EventKind, is_symlink: bool) -> bool {
         EventKind::Modify(ModifyKind::Name(RenameMode::To | RenameMode::Both)) => true,
         EventKind::Create(_) => is_symlink,
         _ => false,
-    }
-}
-
-/// Reads, validates and applies the config file; on any error the running table stays.
-fn reload(relay: &mut Relay, path: &Path, reloads: &mut Reloads, interval: &mut Option<Duration>) {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) => {
-            reloads.failures += 1;
-            log::error!("reload rejected: {}: cannot read: {e}", path.display());
-            return;
-        }
-    };
-    if bytes == reloads.applied {
-        log::info!("reload: {} unchanged, nothing to do", path.display());
-        return;
-    }
-    let text = String::from_utf8_lossy(&bytes);
-    let config = match Config::parse(&text, path) {
-        Ok(c) => c,
-        Err(errors) => {
-            reloads.failures += 1;
-            for e in &errors.errors {
-                log::error!("reload rejected: {e}");
-            }
-            return;
-        }
-    };
-    if let Some(w) = config.relay.workers {
-        if w.get() != relay.worker_count() {
-            log::warn!(
-                "workers = {w} needs a restart; keeping {} workers, applying the rest",
-                relay.worker_count()
-            );
-        }
-    }
-    match relay.reload(&config) {
-        Ok(summary) => {
-            reloads.successes += 1;
-            reloads.applied = bytes;
-            *interval = config.relay.stats_interval;
-            log::info!("reloaded: {summary}");
-        }
-        Err(e) => {
-            reloads.failures += 1;
-            log::error!("reload rejected: {}: {e}", path.display());
-        }
     }
 }
 

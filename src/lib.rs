@@ -7,10 +7,13 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod daemon;
 pub mod egress;
 pub mod ingress;
 pub mod membership;
+pub mod metrics;
+pub mod privilege;
 pub mod relay;
 pub mod reload;
 pub mod stats;

@@ -242,12 +242,13 @@ impl Relay {
     /// Every counter, now.
     pub fn snapshot(&self) -> Snapshot {
         let table = self.table.load();
+        let now_ns = crate::stats::monotonic_ns();
         let mut snap = Snapshot {
             flows: table
                 .flows()
                 .iter()
                 .map(|f| {
-                    let mut s = FlowSnapshot::read(&f.spec.name, &f.stats);
+                    let mut s = FlowSnapshot::read(&f.spec.name, &f.stats, now_ns);
                     s.outputs = f
                         .outputs
                         .iter()

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Why a received frame, or one of its copies, was not forwarded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -80,14 +80,25 @@ impl DropCounters {
 pub struct FlowStats {
     pub packets: AtomicU64,
     pub bytes: AtomicU64,
+    /// [`monotonic_ns`] of the batch that carried the latest packet; 0 = never.
+    pub last_seen_ns: AtomicU64,
 }
 
 impl FlowStats {
+    /// Counts one packet of `bytes` payload bytes, seen in a batch read at `now_ns`.
     #[inline]
-    pub fn add(&self, bytes: usize) {
+    pub fn add(&self, bytes: usize, now_ns: u64) {
         self.packets.fetch_add(1, Relaxed);
         self.bytes.fetch_add(bytes as u64, Relaxed);
+        self.last_seen_ns.store(now_ns, Relaxed);
     }
+}
+
+/// CLOCK_MONOTONIC in nanoseconds (a vDSO call: cheap enough once per batch).
+pub fn monotonic_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
 }
 
 /// Largest errno counted individually; anything above lands in the last slot.
@@ -161,27 +172,36 @@ fn errno_name(errno: i32) -> String {
     }
 }
 
-/// A point-in-time copy of every counter, for logs, files and (later) the control socket.
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+/// A point-in-time copy of every counter, for logs, files, the control socket and metrics.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct Snapshot {
     pub flows: Vec<FlowSnapshot>,
-    /// Drops that belong to no flow, by reason name.
-    pub drops: std::collections::BTreeMap<&'static str, u64>,
+    /// Drops by reason name; includes the per-output `egress_full` and `send_error` totals.
+    pub drops: std::collections::BTreeMap<String, u64>,
     /// Frames read from the receive rings (all workers).
     pub frames: u64,
     /// Frames read per worker, in worker order.
     pub workers: Vec<u64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct FlowSnapshot {
     pub name: String,
     pub packets: u64,
     pub bytes: u64,
     pub outputs: Vec<OutputSnapshot>,
+    /// Packets per second over the last sampling period (filled by the daemon).
+    #[serde(default)]
+    pub pps: f64,
+    /// Payload megabits per second over the last sampling period.
+    #[serde(default)]
+    pub mbps: f64,
+    /// Seconds since the last packet; `None` if none arrived yet.
+    #[serde(default)]
+    pub idle_seconds: Option<f64>,
 }
 
-#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct OutputSnapshot {
     pub interface: String,
     pub group: String,
@@ -194,12 +214,14 @@ pub struct OutputSnapshot {
 }
 
 impl FlowSnapshot {
-    pub fn read(name: &str, flow: &FlowStats) -> FlowSnapshot {
+    pub fn read(name: &str, flow: &FlowStats, now_ns: u64) -> FlowSnapshot {
+        let last = flow.last_seen_ns.load(Relaxed);
         FlowSnapshot {
             name: name.to_string(),
             packets: flow.packets.load(Relaxed),
             bytes: flow.bytes.load(Relaxed),
-            outputs: Vec::new(),
+            idle_seconds: (last > 0).then(|| now_ns.saturating_sub(last) as f64 / 1e9),
+            ..FlowSnapshot::default()
         }
     }
 }
@@ -230,14 +252,14 @@ impl Snapshot {
     /// Adds the workers' counters to `self.drops` and `self.frames`.
     pub fn add_workers<'a>(&mut self, workers: impl IntoIterator<Item = &'a WorkerStats>) {
         for reason in Drop::ALL {
-            self.drops.entry(reason.name()).or_insert(0);
+            self.drops.entry(reason.name().to_string()).or_insert(0);
         }
         for w in workers {
             let frames = w.frames.load(Relaxed);
             self.frames += frames;
             self.workers.push(frames);
             for reason in Drop::ALL {
-                *self.drops.entry(reason.name()).or_insert(0) += w.drops.get(reason);
+                *self.drops.entry(reason.name().to_string()).or_insert(0) += w.drops.get(reason);
             }
         }
         // Per-output drops are summed into the totals too, so `drops` is the whole story.
@@ -248,8 +270,28 @@ impl Snapshot {
             .fold((0, 0), |acc, o| {
                 (acc.0 + o.egress_full, acc.1 + o.send_errors)
             });
-        *self.drops.entry(Drop::EgressFull.name()).or_insert(0) += full;
-        *self.drops.entry(Drop::SendError.name()).or_insert(0) += errors;
+        *self
+            .drops
+            .entry(Drop::EgressFull.name().to_string())
+            .or_insert(0) += full;
+        *self
+            .drops
+            .entry(Drop::SendError.name().to_string())
+            .or_insert(0) += errors;
+    }
+
+    /// Fills each flow's rates from `previous`, taken `elapsed` earlier.
+    pub fn set_rates(&mut self, previous: &Snapshot, elapsed: std::time::Duration) {
+        let secs = elapsed.as_secs_f64();
+        if secs <= 0.0 {
+            return;
+        }
+        for f in &mut self.flows {
+            if let Some(p) = previous.flows.iter().find(|p| p.name == f.name) {
+                f.pps = f.packets.saturating_sub(p.packets) as f64 / secs;
+                f.mbps = f.bytes.saturating_sub(p.bytes) as f64 * 8.0 / secs / 1e6;
+            }
+        }
     }
 
     /// Human-readable lines: one per flow with its outputs, then the drop totals.
@@ -335,6 +377,7 @@ mod tests {
                     send_errors: 1,
                     ..OutputSnapshot::default()
                 }],
+                ..FlowSnapshot::default()
             }],
             ..Snapshot::default()
         };

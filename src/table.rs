@@ -351,7 +351,7 @@ mod tests {
         let mut env = FakeEnv::default();
         let old = Table::compile(&config(TWO_FLOWS), &mut env, None, 1).unwrap();
         assert_eq!(env.opened, 4);
-        old.flows[0].stats.add(100);
+        old.flows[0].stats.add(100, 1);
         let changed = TWO_FLOWS.replace("239.9.9.11", "239.9.9.12");
         let new = Table::compile(&config(&changed), &mut env, Some(&old), 2).unwrap();
         assert_eq!(

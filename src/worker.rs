@@ -199,6 +199,7 @@ impl Loop {
         let ring = &self.rings[i];
         let ifindex = ring.ifindex();
         let drops = &self.stats.drops;
+        let now_ns = crate::stats::monotonic_ns();
         let mut n = 0;
         while n < BATCH {
             let Some(frame) = ring.frame(n) else { break };
@@ -224,7 +225,7 @@ impl Loop {
                 continue;
             };
             let Some(flow) = table.flow(fi) else { continue };
-            flow.stats.add(d.payload.len());
+            flow.stats.add(d.payload.len(), now_ns);
             for (oi, out) in flow.outputs.iter().enumerate() {
                 let token = (u64::from(fi) << 32) | oi as u64;
                 let fd = out.socket.raw_fd();

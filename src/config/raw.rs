@@ -30,6 +30,9 @@ pub(super) struct RawRelay {
     pub workers: Option<Spanned<i64>>,
     pub stats_interval: Option<Spanned<String>>,
     pub watch: Option<bool>,
+    pub control_socket: Option<Spanned<String>>,
+    pub metrics: Option<Spanned<String>>,
+    pub user: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

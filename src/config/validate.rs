@@ -134,10 +134,58 @@ impl Validator<'_> {
                 }
             },
         };
+        let control_socket = match &raw.control_socket {
+            None => defaults.control_socket,
+            Some(p) if p.get_ref().starts_with('/') && p.get_ref().len() < 108 => {
+                std::path::PathBuf::from(p.get_ref())
+            }
+            Some(p) => {
+                self.error(
+                    p.span(),
+                    format!(
+                        "control_socket {:?} must be an absolute path shorter than 108 bytes, such as \"/run/mcr/control.sock\"",
+                        p.get_ref()
+                    ),
+                );
+                defaults.control_socket
+            }
+        };
+        let metrics = raw.metrics.as_ref().and_then(|m| match m.get_ref().parse() {
+            Ok(addr) => Some(addr),
+            Err(_) => {
+                self.error(
+                    m.span(),
+                    format!(
+                        "metrics {:?} is not an address with a port; write one such as \"127.0.0.1:9810\", or remove the key to serve no metrics",
+                        m.get_ref()
+                    ),
+                );
+                None
+            }
+        });
+        let user = raw.user.as_ref().and_then(|u| {
+            let name = u.get_ref();
+            let valid = !name.is_empty()
+                && name.len() <= 32
+                && !name.starts_with('-')
+                && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if valid {
+                Some(name.clone())
+            } else {
+                self.error(
+                    u.span(),
+                    format!("user {name:?} is not a valid user name; use an existing system user such as \"mcr\""),
+                );
+                None
+            }
+        });
         RelaySettings {
             workers,
             stats_interval,
             watch: raw.watch.unwrap_or(defaults.watch),
+            control_socket,
+            metrics,
+            user,
         }
     }
 

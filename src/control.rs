@@ -1,0 +1,307 @@
+//! The local control socket: `mcr stats`, `mcr status` and `mcr reload` talk to a running
+//! relay through it.
+//!
+//! Protocol (version [`PROTOCOL`]): the client connects to a Unix stream socket, writes one
+//! JSON request line such as `{"v":1,"cmd":"stats"}`, and reads one JSON response line,
+//! `{"v":1,"ok":true,...}` or `{"v":1,"ok":false,"error":"..."}`; then the connection closes.
+//! A request with another `v` is answered with an error naming the supported version.
+//!
+//! The accept loop runs on its own thread and never touches relay state: each request goes
+//! to the control thread as a [`Call`] with a reply channel, so every state change and read
+//! stays on one thread.
+
+use std::io::{self, BufRead, BufReader, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::stats::Snapshot;
+
+/// Version of the request/response protocol.
+pub const PROTOCOL: u32 = 1;
+
+/// How long a client or the server waits for the other side.
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What a client asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Command {
+    Stats,
+    Status,
+    Reload,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Request {
+    v: u32,
+    cmd: Command,
+}
+
+/// Version, uptime, config and reload state, workers, memberships.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Status {
+    pub version: String,
+    pub pid: u32,
+    pub uptime_seconds: f64,
+    pub config_path: String,
+    /// FNV-1a 64 of the config file's bytes behind the running table, as hex.
+    pub config_hash: String,
+    pub generation: u64,
+    pub reloads_ok: u64,
+    pub reloads_failed: u64,
+    /// The last reload's one-line result (applied summary or rejection message).
+    pub last_reload: Option<String>,
+    pub workers: usize,
+    /// Groups joined per input interface name.
+    pub groups: std::collections::BTreeMap<String, usize>,
+    pub helper_sockets: usize,
+}
+
+/// The outcome of a reload request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum ReloadOutcome {
+    Applied { summary: String },
+    Unchanged,
+    Rejected { errors: Vec<String> },
+}
+
+/// A response body.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "lowercase")]
+pub enum Reply {
+    Stats(Snapshot),
+    Status(Status),
+    Reload(ReloadOutcome),
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Response {
+    v: u32,
+    ok: bool,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    reply: Option<Reply>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
+}
+
+/// A request handed to the control thread, with where to send the answer.
+pub struct Call {
+    pub command: Command,
+    pub reply: mpsc::SyncSender<Reply>,
+}
+
+/// Why a client call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot connect to {path}: {source} (is mcr running? is the path right? see [relay] control_socket)")]
+    Connect { path: PathBuf, source: io::Error },
+    #[error("control socket {path}: {source}")]
+    Io { path: PathBuf, source: io::Error },
+    #[error("control socket {path}: bad response: {message}")]
+    Protocol { path: PathBuf, message: String },
+    #[error("mcr answered: {0}")]
+    Refused(String),
+}
+
+/// The listening socket; the file is removed on drop.
+pub struct Server {
+    path: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Binds `path` (mode 0660, group `mcr` if that group exists) and serves it on a thread,
+/// forwarding each request through `forward`.
+pub fn serve<F>(path: &Path, forward: F) -> io::Result<Server>
+where
+    F: Fn(Call) -> bool + Send + 'static,
+{
+    if let Some(dir) = path.parent() {
+        if !dir.exists() {
+            std::fs::create_dir_all(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o750))?;
+        }
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(io::Error::new(
+                io::ErrorKind::AddrInUse,
+                "another mcr is serving this control socket",
+            ));
+        }
+        std::fs::remove_file(path)?; // stale, from a relay that died
+    }
+    let listener = UnixListener::bind(path)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660))?;
+    if let Ok(Some(group)) = nix::unistd::Group::from_name("mcr") {
+        if let Err(e) = nix::unistd::chown(path, None, Some(group.gid)) {
+            log::warn!("cannot give {} to group mcr: {e}", path.display());
+        }
+    }
+    std::thread::Builder::new()
+        .name("mcr-control".into())
+        .spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { continue };
+                if let Err(e) = answer(conn, &forward) {
+                    log::debug!("control connection: {e}");
+                }
+                // `forward` false: the relay is shutting down.
+            }
+        })?;
+    Ok(Server {
+        path: path.to_path_buf(),
+    })
+}
+
+fn answer<F: Fn(Call) -> bool>(conn: UnixStream, forward: &F) -> io::Result<()> {
+    conn.set_read_timeout(Some(TIMEOUT))?;
+    conn.set_write_timeout(Some(TIMEOUT))?;
+    let mut line = String::new();
+    BufReader::new(io::Read::take(&conn, 64 * 1024)).read_line(&mut line)?;
+    let response = match serde_json::from_str::<Request>(&line) {
+        Err(e) => failure(format!(
+            "bad request ({e}); send e.g. {{\"v\":{PROTOCOL},\"cmd\":\"stats\"}}"
+        )),
+        Ok(req) if req.v != PROTOCOL => failure(format!(
+            "protocol version {} is not supported; this mcr speaks version {PROTOCOL}",
+            req.v
+        )),
+        Ok(req) => {
+            let (tx, rx) = mpsc::sync_channel(1);
+            if !forward(Call {
+                command: req.cmd,
+                reply: tx,
+            }) {
+                failure("mcr is shutting down".into())
+            } else {
+                match rx.recv_timeout(TIMEOUT) {
+                    Ok(reply) => Response {
+                        v: PROTOCOL,
+                        ok: true,
+                        reply: Some(reply),
+                        error: None,
+                    },
+                    Err(_) => failure("mcr did not answer in time".into()),
+                }
+            }
+        }
+    };
+    let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
+    out.push(b'\n');
+    (&conn).write_all(&out)
+}
+
+fn failure(message: String) -> Response {
+    Response {
+        v: PROTOCOL,
+        ok: false,
+        reply: None,
+        error: Some(message),
+    }
+}
+
+/// Sends one request to the relay behind `path` and returns its reply.
+pub fn call(path: &Path, command: Command) -> Result<Reply, ClientError> {
+    let io_err = |source| ClientError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let conn = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    conn.set_read_timeout(Some(TIMEOUT)).map_err(io_err)?;
+    let mut req = serde_json::to_vec(&Request {
+        v: PROTOCOL,
+        cmd: command,
+    })
+    .map_err(|e| io_err(io::Error::other(e)))?;
+    req.push(b'\n');
+    (&conn).write_all(&req).map_err(io_err)?;
+    let mut line = String::new();
+    BufReader::new(&conn).read_line(&mut line).map_err(io_err)?;
+    let response: Response = serde_json::from_str(&line).map_err(|e| ClientError::Protocol {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })?;
+    match (response.ok, response.reply, response.error) {
+        (true, Some(reply), _) => Ok(reply),
+        (_, _, Some(error)) => Err(ClientError::Refused(error)),
+        _ => Err(ClientError::Protocol {
+            path: path.to_path_buf(),
+            message: "neither a reply nor an error".into(),
+        }),
+    }
+}
+
+/// FNV-1a, 64 bit: a stable content hash for config files (not for security).
+pub fn fnv1a(bytes: &[u8]) -> String {
+    let hash = bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("{hash:016x}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_known_values() {
+        assert_eq!(fnv1a(b""), "cbf29ce484222325");
+        assert_eq!(fnv1a(b"a"), "af63dc4c8601ec8c");
+    }
+
+    #[test]
+    fn requests_round_trip_and_versions_are_checked() {
+        let dir = std::env::temp_dir().join(format!("mcr-control-test-{}", std::process::id()));
+        let path = dir.join("control.sock");
+        let server = serve(&path, |call: Call| {
+            let reply = match call.command {
+                Command::Stats => Reply::Stats(Snapshot::default()),
+                Command::Status => Reply::Status(Status {
+                    generation: 7,
+                    ..Status::default()
+                }),
+                Command::Reload => Reply::Reload(ReloadOutcome::Unchanged),
+            };
+            call.reply.send(reply).is_ok()
+        })
+        .unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o660);
+        match call(&path, Command::Status).unwrap() {
+            Reply::Status(s) => assert_eq!(s.generation, 7),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            call(&path, Command::Reload).unwrap(),
+            Reply::Reload(ReloadOutcome::Unchanged)
+        );
+        // A future client speaking version 2 gets a clear refusal.
+        let mut conn = UnixStream::connect(&path).unwrap();
+        conn.write_all(b"{\"v\":2,\"cmd\":\"stats\"}\n").unwrap();
+        let mut line = String::new();
+        BufReader::new(&conn).read_line(&mut line).unwrap();
+        assert!(
+            line.contains("\"ok\":false") && line.contains("version 2"),
+            "{line}"
+        );
+        // A second server on the same path is refused while the first lives.
+        assert!(serve(&path, |_| false).is_err());
+        drop(server);
+        assert!(!path.exists());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

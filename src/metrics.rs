@@ -1,0 +1,222 @@
+//! Optional Prometheus endpoint (`[relay] metrics = "127.0.0.1:9810"`), OpenMetrics text at
+//! `/metrics`, encoded by `prometheus-client` from a fresh [`Snapshot`] and [`Status`] per
+//! scrape.
+//!
+//! Label sets are bounded by the config: flow names, output (interface, group, port), drop
+//! reasons (a closed enum), interface names. A removed flow disappears from the next scrape.
+
+use std::net::SocketAddr;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::Registry;
+
+use crate::control::Status;
+use crate::stats::Snapshot;
+
+type Labels = Vec<(String, String)>;
+
+/// OpenMetrics text for one snapshot.
+pub fn render(snap: &Snapshot, status: &Status) -> String {
+    let mut r = Registry::with_prefix("mcr");
+    let counter = || Family::<Labels, Counter>::default();
+    let gauge = || Family::<Labels, Gauge<f64, std::sync::atomic::AtomicU64>>::default();
+
+    let flow_packets = counter();
+    let flow_bytes = counter();
+    let flow_age = gauge();
+    let out_packets = counter();
+    let out_bytes = counter();
+    let out_drops = counter();
+    for f in &snap.flows {
+        let l = vec![("flow".to_string(), f.name.clone())];
+        flow_packets.get_or_create(&l).inc_by(f.packets);
+        flow_bytes.get_or_create(&l).inc_by(f.bytes);
+        if let Some(age) = f.idle_seconds {
+            flow_age.get_or_create(&l).set(age);
+        }
+        for o in &f.outputs {
+            let ol = vec![
+                ("flow".to_string(), f.name.clone()),
+                ("interface".to_string(), o.interface.clone()),
+                ("group".to_string(), o.group.clone()),
+                ("port".to_string(), o.port.to_string()),
+            ];
+            out_packets.get_or_create(&ol).inc_by(o.packets);
+            out_bytes.get_or_create(&ol).inc_by(o.bytes);
+            for (reason, n) in [
+                ("egress_full", o.egress_full),
+                ("send_error", o.send_errors),
+            ] {
+                let mut dl = ol.clone();
+                dl.push(("reason".to_string(), reason.to_string()));
+                out_drops.get_or_create(&dl).inc_by(n);
+            }
+        }
+    }
+    r.register("flow_packets", "Packets received for a flow", flow_packets);
+    r.register(
+        "flow_bytes",
+        "UDP payload bytes received for a flow",
+        flow_bytes,
+    );
+    r.register(
+        "flow_last_packet_age_seconds",
+        "Seconds since the flow's last packet (absent until the first)",
+        flow_age,
+    );
+    r.register("output_packets", "Packets sent by an output", out_packets);
+    r.register(
+        "output_bytes",
+        "UDP payload bytes sent by an output",
+        out_bytes,
+    );
+    r.register(
+        "output_drops",
+        "Copies an output did not send, by reason",
+        out_drops,
+    );
+
+    let drops = counter();
+    for (reason, n) in &snap.drops {
+        drops
+            .get_or_create(&vec![("reason".to_string(), reason.clone())])
+            .inc_by(*n);
+    }
+    r.register(
+        "drops",
+        "Frames or copies not forwarded, by reason (all flows)",
+        drops,
+    );
+
+    let generation = Gauge::<i64>::default();
+    generation.set(status.generation as i64);
+    r.register(
+        "reload_generation",
+        "Generation of the running forwarding table",
+        generation,
+    );
+    let reloads = counter();
+    reloads
+        .get_or_create(&vec![("result".into(), "ok".into())])
+        .inc_by(status.reloads_ok);
+    reloads
+        .get_or_create(&vec![("result".into(), "failed".into())])
+        .inc_by(status.reloads_failed);
+    r.register("reloads", "Reloads by result", reloads);
+    let groups = Family::<Labels, Gauge>::default();
+    for (iface, n) in &status.groups {
+        groups
+            .get_or_create(&vec![("interface".into(), iface.clone())])
+            .set(*n as i64);
+    }
+    r.register(
+        "joined_groups",
+        "Multicast groups joined per input interface",
+        groups,
+    );
+    let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
+    uptime.set(status.uptime_seconds);
+    r.register("uptime_seconds", "Seconds since mcr started", uptime);
+    r.register(
+        "build",
+        "mcr version and the hash of the running config",
+        Info::new(vec![
+            ("version".to_string(), status.version.clone()),
+            ("config_hash".to_string(), status.config_hash.clone()),
+        ]),
+    );
+
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = encode(&mut out, &r);
+    out
+}
+
+/// Serves `/metrics` on `addr` from a thread; `fetch` returns the data of one scrape (or
+/// `None` when the relay is shutting down).
+pub fn serve<F>(addr: SocketAddr, fetch: F) -> std::io::Result<SocketAddr>
+where
+    F: Fn() -> Option<(Snapshot, Status)> + Send + 'static,
+{
+    let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
+    let bound = server.server_addr().to_ip().unwrap_or(addr);
+    std::thread::Builder::new()
+        .name("mcr-metrics".into())
+        .spawn(move || {
+            for request in server.incoming_requests() {
+                let response = if request.url() != "/metrics" {
+                    tiny_http::Response::from_string("not found; scrape /metrics\n")
+                        .with_status_code(404)
+                } else if let Some((snap, status)) = fetch() {
+                    let content_type = tiny_http::Header::from_bytes(
+                        &b"Content-Type"[..],
+                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
+                    )
+                    .expect("static header is valid");
+                    tiny_http::Response::from_string(render(&snap, &status))
+                        .with_header(content_type)
+                } else {
+                    tiny_http::Response::from_string("shutting down\n").with_status_code(503)
+                };
+                let _ = request.respond(response);
+            }
+        })?;
+    Ok(bound)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stats::{FlowSnapshot, OutputSnapshot};
+
+    #[test]
+    fn exposition_has_bounded_labels_and_ends_with_eof() {
+        let snap = Snapshot {
+            flows: vec![FlowSnapshot {
+                name: "cam-1".into(),
+                packets: 5,
+                bytes: 500,
+                idle_seconds: Some(0.5),
+                outputs: vec![OutputSnapshot {
+                    interface: "eth1".into(),
+                    group: "239.9.9.9".into(),
+                    port: 5099,
+                    packets: 4,
+                    bytes: 400,
+                    egress_full: 1,
+                    ..OutputSnapshot::default()
+                }],
+                ..FlowSnapshot::default()
+            }],
+            drops: [("no_match".to_string(), 3)].into_iter().collect(),
+            ..Snapshot::default()
+        };
+        let status = Status {
+            version: "0.1.0".into(),
+            config_hash: "abc".into(),
+            generation: 2,
+            reloads_ok: 1,
+            groups: [("eth0".to_string(), 1)].into_iter().collect(),
+            ..Status::default()
+        };
+        let text = render(&snap, &status);
+        for want in [
+            "mcr_flow_packets_total{flow=\"cam-1\"} 5",
+            "mcr_output_packets_total{flow=\"cam-1\",interface=\"eth1\",group=\"239.9.9.9\",port=\"5099\"} 4",
+            "mcr_output_drops_total{flow=\"cam-1\",interface=\"eth1\",group=\"239.9.9.9\",port=\"5099\",reason=\"egress_full\"} 1",
+            "mcr_drops_total{reason=\"no_match\"} 3",
+            "mcr_reload_generation 2",
+            "mcr_reloads_total{result=\"ok\"} 1",
+            "mcr_joined_groups{interface=\"eth0\"} 1",
+            "mcr_build_info{version=\"0.1.0\",config_hash=\"abc\"} 1",
+            "mcr_flow_last_packet_age_seconds{flow=\"cam-1\"} 0.5",
+        ] {
+            assert!(text.contains(want), "missing {want} in:\n{text}");
+        }
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

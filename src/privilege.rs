@@ -1,0 +1,93 @@
+//! Dropping root: `[relay] user = "mcr"` makes a relay started as root switch to that user
+//! once the rings, sockets and memberships of the first table exist, keeping only the
+//! capabilities that later reloads need.
+//!
+//! Kept, on the control thread only (capabilities are per thread; the control thread is the
+//! one that opens rings and sockets on reload):
+//! - `CAP_NET_RAW`: `AF_PACKET` sockets for new input interfaces;
+//! - `CAP_NET_ADMIN`: group joins on interfaces and socket options some setups need.
+//!
+//! Every other thread loses all capabilities with the switch (the kernel clears them when
+//! the uid leaves 0 and keep-caps is off, which it is on threads other than this one), and
+//! the bounding set is cut to the two above, so nothing can regain more.
+
+use caps::{CapSet, Capability, CapsHashSet};
+
+/// Why mcr could not switch user.
+#[derive(Debug, thiserror::Error)]
+pub enum PrivilegeError {
+    #[error(
+        "user `{0}` does not exist; create it (the packages do: `mcr`) or change [relay] user"
+    )]
+    NoSuchUser(String),
+    #[error("looking up user `{user}`: {source}")]
+    Lookup { user: String, source: nix::Error },
+    #[error("switching to user `{user}`: {step}: {source}")]
+    Switch {
+        user: String,
+        step: &'static str,
+        source: std::io::Error,
+    },
+}
+
+/// The capabilities a dropped relay keeps.
+pub fn kept() -> CapsHashSet {
+    [Capability::CAP_NET_RAW, Capability::CAP_NET_ADMIN]
+        .into_iter()
+        .collect()
+}
+
+/// Switches the process to `user`, keeping [`kept`] capabilities on the calling thread.
+/// A process that already runs as that user is left alone.
+pub fn drop_to(user: &str) -> Result<(), PrivilegeError> {
+    use nix::unistd;
+    let entry = unistd::User::from_name(user)
+        .map_err(|source| PrivilegeError::Lookup {
+            user: user.to_string(),
+            source,
+        })?
+        .ok_or_else(|| PrivilegeError::NoSuchUser(user.to_string()))?;
+    if unistd::getuid() == entry.uid {
+        return Ok(());
+    }
+    let fail = |step: &'static str| {
+        let user = user.to_string();
+        move |e: std::io::Error| PrivilegeError::Switch {
+            user: user.clone(),
+            step,
+            source: e,
+        }
+    };
+    let caps_err = |e: caps::errors::CapsError| std::io::Error::other(e.to_string());
+    nix::sys::prctl::set_keepcaps(true)
+        .map_err(std::io::Error::from)
+        .map_err(fail("keep capabilities"))?;
+    let all = caps::all();
+    for cap in all.difference(&kept()) {
+        caps::drop(None, CapSet::Bounding, *cap)
+            .map_err(caps_err)
+            .map_err(fail("bounding set"))?;
+    }
+    unistd::setgroups(&[entry.gid])
+        .map_err(std::io::Error::from)
+        .map_err(fail("setgroups"))?;
+    unistd::setgid(entry.gid)
+        .map_err(std::io::Error::from)
+        .map_err(fail("setgid"))?;
+    unistd::setuid(entry.uid)
+        .map_err(std::io::Error::from)
+        .map_err(fail("setuid"))?;
+    caps::set(None, CapSet::Permitted, &kept())
+        .map_err(caps_err)
+        .map_err(fail("permitted set"))?;
+    caps::set(None, CapSet::Effective, &kept())
+        .map_err(caps_err)
+        .map_err(fail("effective set"))?;
+    caps::clear(None, CapSet::Inheritable)
+        .map_err(caps_err)
+        .map_err(fail("inheritable set"))?;
+    nix::sys::prctl::set_keepcaps(false)
+        .map_err(std::io::Error::from)
+        .map_err(fail("keep capabilities"))?;
+    Ok(())
+}
