@@ -237,7 +237,7 @@ fn prometheus_endpoint_exposes_flow_output_drop_and_reload_metrics() {
 fn dropping_to_an_unprivileged_user_keeps_forwarding_and_live_interface_adds_working() {
     let _s = serial();
     let mut t = Topology::chain(1);
-    common::link(&t.gen, "up1", "10.3.0.1/24", &t.relay, "in1", "10.3.0.2/24");
+    common::add_second_input(&t);
     // The relay writes its stats file as `nobody`.
     Command::new("chmod")
         .arg("0777")
@@ -282,35 +282,9 @@ fn dropping_to_an_unprivileged_user_keeps_forwarding_and_live_interface_adds_wor
     assert_eq!(num(&t.sink_report(sink), "received"), 2000);
 
     // A reload that needs a new packet socket on a new interface still works.
-    let on_in1 = "[[flow]]\nname = \"c\"\ninput = { interface = \"in1\", group = \"239.1.1.3\", port = 5001 }\noutputs = [ { interface = \"out0\", group = \"239.9.9.3\", port = 5099 } ]\n";
-    t.write_config_by_rename(&format!("{base}{}{on_in1}", flow_a()));
+    t.write_config_by_rename(&format!("{base}{}{}", flow_a(), common::FLOW_C_ON_IN1));
     t.wait_log(relay, "reloaded: generation 2", 1);
-    let sink = t.start_sink(
-        0,
-        &["--group", "239.9.9.3", "--port", "5099", "--count", "2000"],
-    );
-    let out = t
-        .gen
-        .command(MCR)
-        .args([
-            "gen",
-            "--interface",
-            "up1",
-            "--group",
-            "239.1.1.3",
-            "--port",
-            "5001",
-            "--count",
-            "2000",
-            "--rate",
-            "10000",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let r = t.sink_report(sink);
-    assert_eq!(num(&r, "received"), 2000, "{r}");
-    assert_eq!(num(&r, "lost"), 0);
+    common::check_flow_c(&mut t);
     let stats = t.stop_relay(relay);
     assert_eq!(num(flow(&stats, "c"), "packets"), 2000);
 }

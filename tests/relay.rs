@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{flow, num, serial, Topology};
+use common::{assert_clean, flow, num, serial, Topology};
 
 fn flow_toml(name: &str, in_group: &str, in_port: u16, outputs: &[(&str, &str, u16)]) -> String {
     let outs: Vec<String> = outputs
@@ -18,14 +18,6 @@ fn flow_toml(name: &str, in_group: &str, in_port: u16, outputs: &[(&str, &str, u
 }
 
 const HEADER: &str = "[relay]\nworkers = 1\nstats_interval = \"0s\"\n";
-
-/// Every stream of a sink report arrived complete, once each, in order.
-fn assert_clean(report: &serde_json::Value, received: u64) {
-    assert_eq!(num(report, "received"), received, "{report}");
-    for key in ["lost", "duplicates", "reordered", "corrupt"] {
-        assert_eq!(num(report, key), 0, "{key}: {report}");
-    }
-}
 
 #[test]
 fn one_flow_relays_every_packet_byte_for_byte_with_rewritten_group_port_and_ttl() {

@@ -5,7 +5,7 @@ mod common;
 use std::net::Ipv4Addr;
 use std::process::Command;
 
-use common::{fds_and_rss, flow, igmp_groups, num, serial, Proc, Topology, MCR};
+use common::{assert_clean, fds_and_rss, flow, igmp_groups, num, serial, Proc, Topology};
 use nix::sys::signal::Signal;
 
 const HEADER: &str = "[relay]\nworkers = 1\nstats_interval = \"100ms\"\n";
@@ -20,13 +20,6 @@ fn has_flow(stats: &serde_json::Value, name: &str) -> bool {
     stats["flows"]
         .as_array()
         .is_some_and(|f| f.iter().any(|f| f["name"] == name))
-}
-
-fn clean(report: &serde_json::Value, received: u64) {
-    assert_eq!(num(report, "received"), received, "{report}");
-    for key in ["lost", "duplicates", "reordered", "corrupt"] {
-        assert_eq!(num(report, key), 0, "{key}: {report}");
-    }
 }
 
 /// Starts tcpdump on `dev` in the relay namespace, capturing IGMP to a file.
@@ -148,7 +141,7 @@ fn twenty_reloads_by_rename_write_and_sighup_never_drop_an_unchanged_flow() {
     assert_eq!(num(&sent, "sent"), 200_000);
     t.gen_report(gen_b);
     let report = t.sink_report(sink_a);
-    clean(&report, 200_000);
+    assert_clean(&report, 200_000);
     assert_eq!(
         report["per_stream"].as_array().unwrap().len(),
         1,
@@ -225,7 +218,7 @@ fn a_broken_config_is_rejected_with_its_position_and_the_old_table_keeps_forward
     t.wait_log(relay, "reloaded: generation 2", 1);
     t.wait_stats("fixed file applied", |s| has_flow(s, "b"));
     t.gen_report(gen);
-    clean(&t.sink_report(sink), 60_000);
+    assert_clean(&t.sink_report(sink), 60_000);
     t.stop_relay(relay);
     assert!(t.procs[relay]
         .stderr()
@@ -280,7 +273,7 @@ fn removed_groups_are_left_and_three_hundred_groups_come_and_go_at_default_limit
         "--rate",
         "10000",
     ]);
-    clean(&t.sink_report(sink), 4000);
+    assert_clean(&t.sink_report(sink), 4000);
 
     t.write_config_in_place(&format!("{HEADER}{FLOW_A}"));
     t.wait_log(
@@ -355,35 +348,11 @@ fn a_thousand_reloads_leak_no_descriptors_or_memory_and_are_all_counted() {
 fn a_reload_adds_and_releases_an_input_interface_without_restarting() {
     let _s = serial();
     let mut t = Topology::chain(1);
-    common::link(&t.gen, "up1", "10.3.0.1/24", &t.relay, "in1", "10.3.0.2/24");
+    common::add_second_input(&t);
     let relay = t.start_relay(&format!("{HEADER}{FLOW_A}"));
-    let on_in1 = "[[flow]]\nname = \"c\"\ninput = { interface = \"in1\", group = \"239.1.1.3\", port = 5001 }\noutputs = [ { interface = \"out0\", group = \"239.9.9.3\", port = 5099 } ]\n";
-    t.write_config_by_rename(&format!("{HEADER}{FLOW_A}{on_in1}"));
+    t.write_config_by_rename(&format!("{HEADER}{FLOW_A}{}", common::FLOW_C_ON_IN1));
     t.wait_log(relay, "reloaded: generation 2", 1);
-    let sink = t.start_sink(
-        0,
-        &["--group", "239.9.9.3", "--port", "5099", "--count", "2000"],
-    );
-    let out = t
-        .gen
-        .command(MCR)
-        .args([
-            "gen",
-            "--interface",
-            "up1",
-            "--group",
-            "239.1.1.3",
-            "--port",
-            "5001",
-            "--count",
-            "2000",
-            "--rate",
-            "10000",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    clean(&t.sink_report(sink), 2000);
+    common::check_flow_c(&mut t);
     assert!(
         igmp_groups(&t.relay.read("/proc/net/igmp"), "in1").contains(&Ipv4Addr::new(239, 1, 1, 3))
     );

@@ -310,12 +310,17 @@ impl Topology {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("sink output {out:?}: {e}"))
     }
 
-    /// Runs `mcr gen` in the gen namespace to completion; returns its JSON report.
+    /// Runs `mcr gen` on `up0` in the gen namespace to completion; returns its JSON report.
     pub fn gen(&self, args: &[&str]) -> serde_json::Value {
+        self.gen_on("up0", args)
+    }
+
+    /// Runs `mcr gen` on gen interface `iface` to completion; returns its JSON report.
+    pub fn gen_on(&self, iface: &str, args: &[&str]) -> serde_json::Value {
         let out = self
             .gen
             .command(MCR)
-            .args(["gen", "--interface", "up0", "--json"])
+            .args(["gen", "--interface", iface, "--json"])
             .args(args)
             .output()
             .unwrap();
@@ -444,6 +449,44 @@ impl Drop for Topology {
         } else {
             eprintln!("logs kept in {}", self.dir.display());
         }
+    }
+}
+
+/// A second input link: gen `up1` 10.3.0.1 ── relay `in1` 10.3.0.2.
+pub fn add_second_input(t: &Topology) {
+    link(&t.gen, "up1", "10.3.0.1/24", &t.relay, "in1", "10.3.0.2/24");
+}
+
+/// Flow `c`, on the second input: 239.1.1.3:5001 on `in1` → 239.9.9.3:5099 on `out0`.
+pub const FLOW_C_ON_IN1: &str = "[[flow]]\nname = \"c\"\ninput = { interface = \"in1\", group = \"239.1.1.3\", port = 5001 }\noutputs = [ { interface = \"out0\", group = \"239.9.9.3\", port = 5099 } ]\n";
+
+/// Sends 2000 packets through flow `c` and asserts the sink got every one, clean.
+pub fn check_flow_c(t: &mut Topology) {
+    let sink = t.start_sink(
+        0,
+        &["--group", "239.9.9.3", "--port", "5099", "--count", "2000"],
+    );
+    t.gen_on(
+        "up1",
+        &[
+            "--group",
+            "239.1.1.3",
+            "--port",
+            "5001",
+            "--count",
+            "2000",
+            "--rate",
+            "10000",
+        ],
+    );
+    assert_clean(&t.sink_report(sink), 2000);
+}
+
+/// A sink report with exactly `received` packets, none lost, duplicated, reordered or corrupt.
+pub fn assert_clean(report: &serde_json::Value, received: u64) {
+    assert_eq!(num(report, "received"), received, "{report}");
+    for key in ["lost", "duplicates", "reordered", "corrupt"] {
+        assert_eq!(num(report, key), 0, "{key}: {report}");
     }
 }
 
