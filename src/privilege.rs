@@ -3,13 +3,13 @@
 //! capabilities that later reloads need.
 //!
 //! Kept, on the control thread only (capabilities are per thread; the control thread is the
-//! one that opens rings and sockets on reload):
-//! - `CAP_NET_RAW`: `AF_PACKET` sockets for new input interfaces;
-//! - `CAP_NET_ADMIN`: group joins on interfaces and socket options some setups need.
+//! one that opens rings and sockets on reload): `CAP_NET_RAW`, for the `AF_PACKET` sockets
+//! of new input interfaces. Nothing else is needed — joining groups takes no capability —
+//! and the end-to-end tests prove forwarding and a reload that adds an interface with it.
 //!
 //! Every other thread loses all capabilities with the switch (the kernel clears them when
 //! the uid leaves 0 and keep-caps is off, which it is on threads other than this one), and
-//! the bounding set is cut to the two above, so nothing can regain more.
+//! the bounding set is cut to it, so nothing can regain more.
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -32,9 +32,7 @@ pub enum PrivilegeError {
 
 /// The capabilities a dropped relay keeps.
 pub fn kept() -> CapsHashSet {
-    [Capability::CAP_NET_RAW, Capability::CAP_NET_ADMIN]
-        .into_iter()
-        .collect()
+    [Capability::CAP_NET_RAW].into_iter().collect()
 }
 
 /// Switches the process to `user`, keeping [`kept`] capabilities on the calling thread.
