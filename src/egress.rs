@@ -6,7 +6,8 @@
 //! a full socket buffer or queue completes at once with `-EAGAIN`/`-ENOBUFS` (counted as
 //! `egress_full`) instead of parking the request, so every send of a batch has completed when
 //! `flush` returns and memory never grows with backlog. Output sockets are `connect()`ed to
-//! their group and port, so a send carries no address and reuses the cached route.
+//! their group and port, so a send carries no address (the kernel still routes each
+//! multicast send: `udp_sendmsg` does not use a connected socket's cached multicast route).
 #![allow(unsafe_code)]
 
 use std::io;
