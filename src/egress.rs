@@ -11,7 +11,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::SocketAddrV4;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 use io_uring::{opcode, types, IoUring};
@@ -67,12 +67,6 @@ impl OutputSocket {
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }
-
-    /// The local address the kernel picked (for logs).
-    pub fn local_addr(&self) -> Option<Ipv4Addr> {
-        let s = socket2::SockRef::from(&self.fd);
-        s.local_addr().ok()?.as_socket_ipv4().map(|a| *a.ip())
-    }
 }
 
 /// One worker's io_uring for sends.
@@ -91,11 +85,6 @@ impl Egress {
             .build(entries)
             .or_else(|_| IoUring::new(entries))?;
         Ok(Egress { ring, queued: 0 })
-    }
-
-    /// Sends that fit before a flush is needed.
-    pub fn capacity(&self) -> usize {
-        self.ring.params().sq_entries() as usize
     }
 
     /// Queues a send of `buf` on `fd`; `token` comes back with its result. Returns `false`,

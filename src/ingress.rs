@@ -210,10 +210,6 @@ impl Ring {
         self.fd.as_raw_fd()
     }
 
-    pub fn spec(&self) -> RingSpec {
-        self.spec
-    }
-
     fn frame_ptr(&self, index: usize) -> *mut u8 {
         // SAFETY: `index < frame_count`, so the offset stays inside the mapping.
         unsafe { self.map.as_ptr().add(index * self.spec.frame_size as usize) }

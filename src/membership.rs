@@ -144,10 +144,6 @@ impl<B: Backend> Memberships<B> {
         }
     }
 
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Adds one user of `m`; joins in the kernel only for the first. Returns whether it joined.
     pub fn join(&mut self, m: Membership) -> io::Result<bool> {
         if let Some((users, _)) = self.refs.get_mut(&m) {
