@@ -75,6 +75,31 @@ pub struct RelaySettings {
     /// Drop root for this user after opening what needs privilege (keeping only the
     /// capabilities reloads need).
     pub user: Option<String>,
+    /// How outputs send: prebuilt frames through `AF_PACKET`, or the kernel's UDP stack.
+    pub egress: EgressMode,
+}
+
+/// How outputs send (`[relay] egress`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum EgressMode {
+    /// mcr builds Ethernet/IPv4/UDP headers and sends the frame through an `AF_PACKET` socket
+    /// on the output interface: no route lookup, no IP output path, no netfilter `OUTPUT`
+    /// chain. Outputs on non-Ethernet interfaces, and datagrams larger than the output MTU,
+    /// still go through the UDP socket.
+    #[default]
+    Packet,
+    /// Every send goes through the output's UDP socket: the kernel routes it, fragments it
+    /// when needed, and applies netfilter and IPsec policy as for any local traffic.
+    Udp,
+}
+
+impl EgressMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            EgressMode::Packet => "packet",
+            EgressMode::Udp => "udp",
+        }
+    }
 }
 
 /// Where the control socket lives unless `[relay] control_socket` says otherwise.
@@ -89,6 +114,7 @@ impl Default for RelaySettings {
             control_socket: PathBuf::from(DEFAULT_CONTROL_SOCKET),
             metrics: None,
             user: None,
+            egress: EgressMode::Packet,
         }
     }
 }
@@ -467,7 +493,8 @@ mod tests {
     fn relay_settings_are_read() {
         let config = parse(
             "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
-             control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n",
+             control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
+             egress = \"udp\"\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -479,7 +506,13 @@ mod tests {
                 control_socket: PathBuf::from("/run/x.sock"),
                 metrics: Some("127.0.0.1:9810".parse().unwrap()),
                 user: Some("mcr".to_string()),
+                egress: EgressMode::Udp,
             }
+        );
+        assert_eq!(
+            parse("[relay]\n").unwrap().relay.egress,
+            EgressMode::Packet,
+            "AF_PACKET egress is the default"
         );
         let config = parse("[relay]\nstats_interval = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.relay.stats_interval, None);
@@ -703,5 +736,31 @@ mod tests {
             ttl: 1,
         };
         assert_eq!(output.to_string(), "239.9.9.9:5099 on eth1 ttl 1");
+    }
+
+    #[test]
+    fn a_flow_has_at_most_max_outputs() {
+        let flow = |n: usize| {
+            let outs: Vec<String> = (0..n)
+                .map(|i| {
+                    format!(
+                        "{{ interface = \"eth1\", group = \"239.9.9.9\", port = {} }}",
+                        i + 1
+                    )
+                })
+                .collect();
+            format!(
+                "[[flow]]\nname = \"big\"\ninput = {{ interface = \"eth0\", group = \"239.1.1.1\", port = 1 }}\noutputs = [{}]\n",
+                outs.join(", ")
+            )
+        };
+        assert!(parse(&flow(validate::MAX_OUTPUTS)).is_ok());
+        let errors = errors(&flow(validate::MAX_OUTPUTS + 1));
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].to_string().contains("at most 4096"),
+            "{}",
+            errors[0]
+        );
     }
 }

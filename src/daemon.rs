@@ -256,12 +256,13 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     let table = relay.table();
     log::info!(
-        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, config {}",
+        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, egress {}, config {}",
         table.flows().len(),
         table.memberships().len(),
         table.input_ifindexes().len(),
         relay.helper_sockets(),
         workers,
+        config.relay.egress.name(),
         opts.config.display()
     );
     let ready = ready_status(&relay);

@@ -1,78 +1,49 @@
-//! Egress: per-output UDP sockets, and one io_uring per worker that sends on them in batches.
+//! Egress: how a worker sends. Each output has an [`OutputSocket`]; each worker has one
+//! io_uring ([`Egress`]) that sends on them in batches.
 //!
-//! A worker queues one `IORING_OP_SEND` per (packet, output) straight out of the receive ring's
-//! memory (no copy), then submits the whole batch with one `io_uring_enter` and reaps the
-//! completions before it hands the ring frames back to the kernel. Sends carry `MSG_DONTWAIT`:
-//! a full socket buffer or queue completes at once with `-EAGAIN`/`-ENOBUFS` (counted as
-//! `egress_full`) instead of parking the request, so every send of a batch has completed when
-//! `flush` returns and memory never grows with backlog. Output sockets are `connect()`ed to
-//! their group and port, so a send carries no address (the kernel still routes each
-//! multicast send: `udp_sendmsg` does not use a connected socket's cached multicast route).
+//! A worker queues one send per (packet, output) pointing straight into the receive ring's
+//! memory (no copy in user space), then submits the whole batch with one `io_uring_enter` and
+//! reaps the completions before it hands the ring frames back to the kernel. Two kinds of send:
+//!
+//! - **frame** (`egress = "packet"`, the default): `IORING_OP_SENDMSG` on the output's
+//!   `AF_PACKET` socket with two iovecs, the headers [`frame::FrameTemplate`] wrote into this
+//!   send's slot and the payload in the ring. No route lookup, no IP output, no dst churn per
+//!   packet — the UDP path spent 45 % of the worker there (docs/BENCHMARKS.md);
+//! - **datagram**: `IORING_OP_SEND` of the payload on the output's connected UDP socket, for
+//!   `egress = "udp"`, for datagrams larger than the output MTU and for non-Ethernet outputs.
+//!
+//! Sends carry `MSG_DONTWAIT`: a full socket buffer or queue completes at once with
+//! `-EAGAIN`/`-ENOBUFS` (counted as `egress_full`) instead of parking the request, so every
+//! send of a batch has completed when `flush` returns and memory never grows with backlog.
+//!
+//! Slot memory: slot `i` (headers, iovecs, msghdr) belongs to the `i`-th send queued since the
+//! last flush; the kernel reads it while that send is issued, inside `flush`, and it is reused
+//! only after `flush` returned. The slots are one boxed slice that never moves or grows.
 #![allow(unsafe_code)]
 
+pub mod frame;
+pub mod output;
+
 use std::io;
-use std::net::SocketAddrV4;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::RawFd;
 
 use io_uring::{opcode, types, IoUring};
 
-use crate::config;
-use crate::sys;
+use frame::HEADER_LEN;
+pub use output::{OutputSocket, Route};
 
-/// Send buffer per output socket. Large enough to absorb a burst on a real NIC whose TX
-/// completions lag; veth frees the buffer at once.
-const SNDBUF: usize = 4 << 20;
-
-/// A UDP socket that sends to one output's group and port through one interface.
-#[derive(Debug)]
-pub struct OutputSocket {
-    fd: OwnedFd,
-}
-
-impl OutputSocket {
-    /// Opens and connects the socket for `output` on interface `ifindex`.
-    pub fn open(output: &config::Output, ifindex: u32) -> io::Result<OutputSocket> {
-        use socket2::{Domain, Socket, Type};
-        let socket = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
-        let mreqn = libc::ip_mreqn {
-            imr_multiaddr: libc::in_addr { s_addr: 0 },
-            imr_address: libc::in_addr { s_addr: 0 },
-            imr_ifindex: ifindex as i32,
-        };
-        sys::setsockopt(
-            socket.as_fd(),
-            libc::IPPROTO_IP,
-            libc::IP_MULTICAST_IF,
-            &mreqn,
-        )?;
-        socket.set_multicast_loop_v4(false)?;
-        socket.set_multicast_all_v4(false)?;
-        socket.set_multicast_ttl_v4(u32::from(output.ttl))?;
-        if socket.set_send_buffer_size(SNDBUF).is_err() {
-            // Not fatal: the kernel default still works, with less burst headroom.
-            log::debug!("SO_SNDBUF {SNDBUF} refused on output {}", output.interface);
-        }
-        let dest = SocketAddrV4::new(output.group, output.port);
-        socket.connect(&dest.into())?;
-        Ok(OutputSocket { fd: socket.into() })
-    }
-
-    /// An unconnected UDP socket, for table tests that need a real fd but no network.
-    #[cfg(test)]
-    pub fn unconnected_for_tests() -> io::Result<OutputSocket> {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-        Ok(OutputSocket { fd: socket.into() })
-    }
-
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
+/// A frame send's headers and the kernel-facing descriptors that point at them.
+struct Slot {
+    header: [u8; HEADER_LEN],
+    iov: [libc::iovec; 2],
+    msg: libc::msghdr,
 }
 
 /// One worker's io_uring for sends.
 pub struct Egress {
     ring: IoUring,
     queued: usize,
+    slots: Box<[Slot]>,
 }
 
 impl Egress {
@@ -84,7 +55,78 @@ impl Egress {
             .setup_defer_taskrun()
             .build(entries)
             .or_else(|_| IoUring::new(entries))?;
-        Ok(Egress { ring, queued: 0 })
+        let slot = || Slot {
+            header: [0; HEADER_LEN],
+            iov: [libc::iovec {
+                iov_base: std::ptr::null_mut(),
+                iov_len: 0,
+            }; 2],
+            // SAFETY: `msghdr` is plain data; all zeros (no name, no control) is valid.
+            msg: unsafe { std::mem::zeroed() },
+        };
+        let slots = (0..ring.params().sq_entries()).map(|_| slot()).collect();
+        Ok(Egress {
+            ring,
+            queued: 0,
+            slots,
+        })
+    }
+
+    /// Queues `payload` on `route`: a frame or a datagram (see the module docs). Returns
+    /// `false`, queuing nothing, when the queue is full: flush and push again.
+    ///
+    /// # Safety
+    /// `payload` must stay valid and unmodified, and the route's socket open, until the next
+    /// [`Egress::flush`] returns: the kernel reads them during that call.
+    #[inline]
+    pub unsafe fn push_route(&mut self, route: Route<'_>, payload: &[u8], token: u64) -> bool {
+        match route {
+            // SAFETY: forwarded from the caller.
+            Route::Datagram { fd } => unsafe { self.push(fd, payload, token) },
+            // SAFETY: forwarded from the caller.
+            Route::Frame { fd, template } => unsafe {
+                self.push_frame(fd, template, payload, token)
+            },
+        }
+    }
+
+    /// Queues a frame: headers from `template` in this send's slot, then `payload`.
+    ///
+    /// # Safety
+    /// As for [`Egress::push_route`].
+    #[inline]
+    unsafe fn push_frame(
+        &mut self,
+        fd: RawFd,
+        template: &frame::FrameTemplate,
+        payload: &[u8],
+        token: u64,
+    ) -> bool {
+        let Some(slot) = self.slots.get_mut(self.queued) else {
+            return false;
+        };
+        template.fill(&mut slot.header, payload.len());
+        slot.iov = [
+            libc::iovec {
+                iov_base: slot.header.as_mut_ptr().cast(),
+                iov_len: HEADER_LEN,
+            },
+            libc::iovec {
+                iov_base: payload.as_ptr() as *mut libc::c_void,
+                iov_len: payload.len(),
+            },
+        ];
+        slot.msg.msg_iov = slot.iov.as_mut_ptr();
+        slot.msg.msg_iovlen = 2;
+        let entry = opcode::SendMsg::new(types::Fd(fd), &slot.msg)
+            .flags(libc::MSG_DONTWAIT as u32)
+            .build()
+            .user_data(token);
+        // SAFETY: the slot (headers, iovecs, msghdr) is not touched again before `flush` has
+        // waited for this entry (module docs); `payload` and `fd` are the caller's promise.
+        let pushed = unsafe { self.ring.submission().push(&entry) }.is_ok();
+        self.queued += usize::from(pushed);
+        pushed
     }
 
     /// Queues a send of `buf` on `fd`; `token` comes back with its result. Returns `false`,
@@ -95,6 +137,9 @@ impl Egress {
     /// returns: the kernel reads them during that call.
     #[inline]
     pub unsafe fn push(&mut self, fd: RawFd, buf: &[u8], token: u64) -> bool {
+        if self.queued == self.slots.len() {
+            return false;
+        }
         let entry = opcode::Send::new(types::Fd(fd), buf.as_ptr(), buf.len() as u32)
             .flags(libc::MSG_DONTWAIT)
             .build()
@@ -136,6 +181,7 @@ impl Egress {
 mod tests {
     use super::*;
     use std::net::UdpSocket;
+    use std::os::fd::AsRawFd;
 
     #[test]
     fn flush_reports_every_send_and_payloads_arrive_intact() {

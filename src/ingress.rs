@@ -158,30 +158,9 @@ impl Ring {
             head: 0,
             ifindex,
         };
-        ring.bind()?;
+        sys::bind_packet(ring.fd.as_fd(), ifindex, libc::ETH_P_ALL as u16)?;
         ring.join_fanout(fanout)?;
         Ok(ring)
-    }
-
-    fn bind(&self) -> io::Result<()> {
-        // SAFETY: `sockaddr_ll` is plain data; all zeros is valid.
-        let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
-        addr.sll_family = libc::AF_PACKET as u16;
-        addr.sll_protocol = (libc::ETH_P_ALL as u16).to_be();
-        addr.sll_ifindex = self.ifindex as i32;
-        // SAFETY: `addr` is a valid `sockaddr_ll` of the size passed, alive for the call.
-        let rc = unsafe {
-            libc::bind(
-                self.fd.as_raw_fd(),
-                (&addr as *const libc::sockaddr_ll).cast(),
-                std::mem::size_of::<libc::sockaddr_ll>() as libc::socklen_t,
-            )
-        };
-        if rc == 0 {
-            Ok(())
-        } else {
-            Err(io::Error::last_os_error())
-        }
     }
 
     fn join_fanout(&self, fanout: &mut Fanout) -> io::Result<()> {

@@ -88,8 +88,13 @@ impl Env for Host {
     fn ifindex(&mut self, name: &IfName) -> io::Result<u32> {
         sys::ifindex(name.as_str())
     }
-    fn open_output(&mut self, output: &config::Output, ifindex: u32) -> io::Result<OutputSocket> {
-        OutputSocket::open(output, ifindex)
+    fn open_output(
+        &mut self,
+        output: &config::Output,
+        ifindex: u32,
+        mode: config::EgressMode,
+    ) -> io::Result<OutputSocket> {
+        OutputSocket::open(output, ifindex, mode)
     }
 }
 

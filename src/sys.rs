@@ -80,8 +80,8 @@ pub fn ifindex(name: &str) -> io::Result<u32> {
     nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
 }
 
-/// MTU of an interface by name (`SIOCGIFMTU`).
-pub fn mtu(name: &str) -> io::Result<u32> {
+/// `ioctl(request)` on an `ifreq` naming interface `name`; returns the filled-in `ifreq`.
+fn ifreq_ioctl(name: &str, request: libc::c_ulong) -> io::Result<libc::ifreq> {
     let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
     // SAFETY: `ifreq` is plain data; all zeros is a valid value.
     let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
@@ -92,15 +92,60 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     for (dst, &src) in req.ifr_name.iter_mut().zip(bytes) {
         *dst = src as libc::c_char;
     }
-    // SAFETY: SIOCGIFMTU reads the NUL-terminated name and writes `ifru_mtu` inside `req`,
-    // which lives for the whole call.
-    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFMTU as _, &mut req) };
+    // SAFETY: the SIOCGIF* requests used here read the NUL-terminated name and write one union
+    // member inside `req`, which lives for the whole call.
+    let rc = unsafe { libc::ioctl(socket.as_raw_fd(), request as _, &mut req) };
     if rc != 0 {
         return Err(io::Error::last_os_error());
     }
+    Ok(req)
+}
+
+/// MTU of an interface by name (`SIOCGIFMTU`).
+pub fn mtu(name: &str) -> io::Result<u32> {
+    let req = ifreq_ioctl(name, libc::SIOCGIFMTU)?;
     // SAFETY: after a successful SIOCGIFMTU the union holds `ifru_mtu`.
     let mtu = unsafe { req.ifr_ifru.ifru_mtu };
     u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+/// `ARPHRD_ETHER`: the link type whose frames start with an Ethernet header.
+pub const ARPHRD_ETHER: u16 = 1;
+
+/// Link type (`ARPHRD_*`) and hardware address of an interface (`SIOCGIFHWADDR`); the address
+/// is the first six bytes, meaningful for Ethernet-like links.
+pub fn hwaddr(name: &str) -> io::Result<(u16, [u8; 6])> {
+    let req = ifreq_ioctl(name, libc::SIOCGIFHWADDR)?;
+    // SAFETY: after a successful SIOCGIFHWADDR the union holds `ifru_hwaddr`.
+    let sa = unsafe { req.ifr_ifru.ifru_hwaddr };
+    let mut mac = [0u8; 6];
+    for (dst, &src) in mac.iter_mut().zip(&sa.sa_data) {
+        *dst = src as u8;
+    }
+    Ok((sa.sa_family, mac))
+}
+
+/// Binds an `AF_PACKET` socket to interface `ifindex` for `protocol` (an `ETH_P_*` value in
+/// host order; 0 binds for sending only: the socket is never hooked into the receive path).
+pub fn bind_packet(fd: BorrowedFd<'_>, ifindex: u32, protocol: u16) -> io::Result<()> {
+    // SAFETY: `sockaddr_ll` is plain data; all zeros is valid.
+    let mut addr: libc::sockaddr_ll = unsafe { std::mem::zeroed() };
+    addr.sll_family = libc::AF_PACKET as u16;
+    addr.sll_protocol = protocol.to_be();
+    addr.sll_ifindex = ifindex as i32;
+    // SAFETY: `addr` is a valid `sockaddr_ll` of the size passed, alive for the call.
+    let rc = unsafe {
+        libc::bind(
+            fd.as_raw_fd(),
+            (&addr as *const libc::sockaddr_ll).cast(),
+            size_of::<libc::sockaddr_ll>() as libc::socklen_t,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// `poll(2)` on raw descriptors the caller keeps open; returns the number ready (0 on timeout

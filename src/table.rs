@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
 
-use crate::config::{self, Config, IfName};
+use crate::config::{self, Config, EgressMode, IfName};
 use crate::egress::OutputSocket;
 use crate::membership::Membership;
 use crate::stats::{FlowStats, OutputStats};
@@ -24,7 +24,12 @@ use crate::stats::{FlowStats, OutputStats};
 /// A seam, so the table logic is testable without root or real interfaces.
 pub trait Env {
     fn ifindex(&mut self, name: &IfName) -> io::Result<u32>;
-    fn open_output(&mut self, output: &config::Output, ifindex: u32) -> io::Result<OutputSocket>;
+    fn open_output(
+        &mut self,
+        output: &config::Output,
+        ifindex: u32,
+        mode: EgressMode,
+    ) -> io::Result<OutputSocket>;
 }
 
 /// Why a config could not be compiled on this host.
@@ -124,6 +129,7 @@ impl Table {
             Ok(i)
         }
 
+        let mode = config.relay.egress;
         let mut flows = Vec::with_capacity(config.flows.len());
         let mut index = FxHashMap::default();
         for flow in &config.flows {
@@ -137,14 +143,14 @@ impl Table {
             for out in &flow.outputs {
                 let out_ifindex = resolve(&mut ifindexes, env, &flow.name, &out.interface)?;
                 let reused = old.and_then(|o| {
-                    o.outputs
-                        .iter()
-                        .find(|e| e.spec == *out && e.ifindex == out_ifindex)
+                    o.outputs.iter().find(|e| {
+                        e.spec == *out && e.ifindex == out_ifindex && e.socket.mode() == mode
+                    })
                 });
                 let (socket, stats) = match reused {
                     Some(e) => (e.socket.clone(), e.stats.clone()),
                     None => {
-                        let socket = env.open_output(out, out_ifindex).map_err(|source| {
+                        let socket = env.open_output(out, out_ifindex, mode).map_err(|source| {
                             TableError::OutputSocket {
                                 flow: flow.name.clone(),
                                 interface: out.interface.to_string(),
@@ -276,9 +282,14 @@ mod tests {
                 .map(|n| n + 1)
                 .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
         }
-        fn open_output(&mut self, _: &config::Output, _: u32) -> io::Result<OutputSocket> {
+        fn open_output(
+            &mut self,
+            _: &config::Output,
+            _: u32,
+            mode: EgressMode,
+        ) -> io::Result<OutputSocket> {
             self.opened += 1;
-            OutputSocket::unconnected_for_tests()
+            OutputSocket::unconnected_for_tests(mode)
         }
     }
 
@@ -372,6 +383,21 @@ mod tests {
             &new.flows[2].outputs[0].stats
         ));
         assert_eq!(new.generation(), 2);
+    }
+
+    #[test]
+    fn changing_the_egress_mode_reopens_every_output() {
+        let mut env = FakeEnv::default();
+        let old = Table::compile(&config(TWO_FLOWS), &mut env, None, 1).unwrap();
+        assert_eq!(old.flows[0].outputs[0].socket.mode(), EgressMode::Packet);
+        let udp = format!("[relay]\negress = \"udp\"\n{TWO_FLOWS}");
+        let new = Table::compile(&config(&udp), &mut env, Some(&old), 2).unwrap();
+        assert_eq!(env.opened, 8, "all four outputs opened again");
+        assert_eq!(new.flows[0].outputs[0].socket.mode(), EgressMode::Udp);
+        assert!(
+            Arc::ptr_eq(&old.flows[0].stats, &new.flows[0].stats),
+            "flow counters stay: the input did not change"
+        );
     }
 
     #[test]

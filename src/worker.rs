@@ -227,15 +227,15 @@ impl Loop {
             let Some(flow) = table.flow(fi) else { continue };
             flow.stats.add(d.payload.len(), now_ns);
             for (oi, out) in flow.outputs.iter().enumerate() {
-                let token = (u64::from(fi) << 32) | oi as u64;
-                let fd = out.socket.raw_fd();
+                let route = out.socket.route(d.payload.len());
+                let token = Token::new(fi, oi, d.payload.len()).0;
                 // SAFETY: `d.payload` points into a frame this worker owns until
                 // `ring.release` below, which runs after every flush of these sends; the
-                // socket is kept open by `table`, held for the whole batch.
-                if !unsafe { self.egress.push(fd, d.payload, token) } {
+                // sockets are kept open by `table`, held for the whole batch.
+                if !unsafe { self.egress.push_route(route, d.payload, token) } {
                     self.egress.flush(|t, r| complete(table, t, r))?;
                     // SAFETY: as above; the queue is empty after the flush.
-                    if !unsafe { self.egress.push(fd, d.payload, token) } {
+                    if !unsafe { self.egress.push_route(route, d.payload, token) } {
                         out.stats.queue_full();
                     }
                 }
@@ -269,11 +269,76 @@ fn reject_reason(reject: wire::Reject) -> Drop {
     }
 }
 
+/// What a send's io_uring `user_data` carries: flow index (high 32 bits), output index (16
+/// bits; validation allows at most 4096 outputs per flow) and payload length (16 bits, which
+/// holds any UDP payload). A successful send counts the payload, whatever headers it carried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Token(u64);
+
+impl Token {
+    #[inline]
+    fn new(flow: u32, output: usize, payload_len: usize) -> Token {
+        debug_assert!(output <= usize::from(u16::MAX) && payload_len <= usize::from(u16::MAX));
+        Token(
+            (u64::from(flow) << 32)
+                | ((output as u64 & 0xffff) << 16)
+                | (payload_len as u64 & 0xffff),
+        )
+    }
+
+    #[inline]
+    fn flow(self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+
+    #[inline]
+    fn output(self) -> usize {
+        ((self.0 >> 16) & 0xffff) as usize
+    }
+
+    /// What to record for a send that completed with `result`: the payload length on success
+    /// (a frame's result also counts the headers mcr wrote), else the negative errno.
+    #[inline]
+    fn outcome(self, result: i32) -> i32 {
+        if result >= 0 {
+            (self.0 & 0xffff) as i32
+        } else {
+            result
+        }
+    }
+}
+
 /// Records one send's completion on the output its token names.
 #[inline]
 fn complete(table: &Table, token: u64, result: i32) {
-    let (fi, oi) = ((token >> 32) as u32, (token & 0xffff_ffff) as usize);
-    if let Some(out) = table.flow(fi).and_then(|f| f.outputs.get(oi)) {
-        out.stats.record(result);
+    let token = Token(token);
+    if let Some(out) = table
+        .flow(token.flow())
+        .and_then(|f| f.outputs.get(token.output()))
+    {
+        out.stats.record(token.outcome(result));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip_and_count_the_payload() {
+        let t = Token::new(7, 3, 1000);
+        assert_eq!((t.flow(), t.output()), (7, 3));
+        assert_eq!(
+            t.outcome(1052),
+            1000,
+            "a frame's result includes its headers"
+        );
+        assert_eq!(t.outcome(1000), 1000);
+        assert_eq!(t.outcome(-libc::ENOBUFS), -libc::ENOBUFS);
+        let t = Token::new(u32::MAX, 4095, 65507);
+        assert_eq!(
+            (t.flow(), t.output(), t.outcome(0)),
+            (u32::MAX, 4095, 65507)
+        );
     }
 }

@@ -33,6 +33,7 @@ pub(super) struct RawRelay {
     pub control_socket: Option<Spanned<String>>,
     pub metrics: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
+    pub egress: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -21,10 +21,12 @@ use toml::Spanned;
 
 use super::error::{line_col, ConfigError};
 use super::raw::{RawConfig, RawFlow, RawInput, RawOutput, RawRelay};
-use super::{Config, Flow, IfName, Input, Output, RelaySettings, DEFAULT_TTL};
+use super::{Config, EgressMode, Flow, IfName, Input, Output, RelaySettings, DEFAULT_TTL};
 
 /// Flow names become metric labels, so they are kept short and plain.
 const MAX_FLOW_NAME_LEN: usize = 64;
+/// Outputs per flow; a send's io_uring token has 16 bits for the output index.
+pub const MAX_OUTPUTS: usize = 4096;
 
 const INPUT_EXAMPLE: &str = r#"input = { interface = "eth0", group = "239.1.1.1", port = 5001 }"#;
 const OUTPUTS_EXAMPLE: &str =
@@ -179,6 +181,20 @@ impl Validator<'_> {
                 None
             }
         });
+        let egress = match raw.egress.as_ref().map(|e| (e, e.get_ref().as_str())) {
+            None => defaults.egress,
+            Some((_, "packet")) => EgressMode::Packet,
+            Some((_, "udp")) => EgressMode::Udp,
+            Some((e, other)) => {
+                self.error(
+                    e.span(),
+                    format!(
+                        "egress {other:?} is not a way to send; use \"packet\" (the default: frames through AF_PACKET) or \"udp\" (the kernel's UDP stack, for netfilter or IPsec on output)"
+                    ),
+                );
+                defaults.egress
+            }
+        };
         RelaySettings {
             workers,
             stats_interval,
@@ -186,6 +202,7 @@ impl Validator<'_> {
             control_socket,
             metrics,
             user,
+            egress,
         }
     }
 
@@ -323,6 +340,16 @@ impl Validator<'_> {
             self.error(
                 raw.span(),
                 format!("flow {label} has an empty output list; add at least one output, e.g. {OUTPUTS_EXAMPLE}"),
+            );
+            return None;
+        }
+        if raw.get_ref().len() > MAX_OUTPUTS {
+            self.error(
+                raw.span(),
+                format!(
+                    "flow {label} has {} outputs; at most {MAX_OUTPUTS} are allowed, so split it into several flows with other input groups",
+                    raw.get_ref().len()
+                ),
             );
             return None;
         }

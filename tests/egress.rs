@@ -1,0 +1,131 @@
+//! End to end: the two ways out. `egress = "packet"` (the default) sends frames mcr builds
+//! through AF_PACKET and never touches the relay's UDP stack; `egress = "udp"` and datagrams
+//! larger than the output MTU go through the kernel's UDP output. The relay namespace's
+//! `Udp: OutDatagrams` counter (/proc/net/snmp) tells the two apart exactly.
+
+mod common;
+
+use common::{assert_clean, flow, num, serial, Netns, Topology};
+
+/// `Udp: OutDatagrams` of a namespace.
+fn udp_out_datagrams(ns: &Netns) -> u64 {
+    let snmp = ns.read("/proc/net/snmp");
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let column = names
+        .split_whitespace()
+        .position(|n| n == "OutDatagrams")
+        .unwrap();
+    values
+        .split_whitespace()
+        .nth(column)
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+fn config(egress: &str) -> String {
+    format!(
+        "[relay]\nworkers = 1\nstats_interval = \"0s\"\negress = \"{egress}\"\n\
+         [[flow]]\nname = \"f\"\n\
+         input = {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }}\n\
+         outputs = [ {{ interface = \"out0\", group = \"239.9.9.9\", port = 5099, ttl = 8 }} ]\n"
+    )
+}
+
+fn gen_args(count: &str, size: &str, stream_base: &str) -> Vec<String> {
+    [
+        "--group",
+        "239.1.1.1",
+        "--port",
+        "5001",
+        "--count",
+        count,
+        "--rate",
+        "20000",
+        "--size",
+        size,
+        "--ttl",
+        "2",
+        "--stream-base",
+        stream_base,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn run_gen(t: &Topology, args: &[String]) {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let count: u64 = args[5].parse().unwrap();
+    assert_eq!(num(&t.gen(&args), "sent"), count);
+}
+
+#[test]
+fn packet_egress_bypasses_the_udp_stack_and_udp_egress_uses_it() {
+    let _s = serial();
+    for (egress, through_udp) in [("packet", false), ("udp", true)] {
+        let mut t = Topology::chain(1);
+        let relay = t.start_relay(&config(egress));
+        let sink = t.start_sink(
+            0,
+            &["--group", "239.9.9.9", "--port", "5099", "--count", "20000"],
+        );
+        let before = udp_out_datagrams(&t.relay);
+        run_gen(&t, &gen_args("20000", "1000", "0"));
+        let report = t.sink_report(sink);
+        let sent_by_udp = udp_out_datagrams(&t.relay) - before;
+        assert_clean(&report, 20_000);
+        assert_eq!(num(&report, "bytes"), 20_000 * 1000, "{egress}: {report}");
+        assert_eq!(
+            (num(&report, "ttl_min"), num(&report, "ttl_max")),
+            (8, 8),
+            "{egress}: {report}"
+        );
+        assert_eq!(
+            sent_by_udp,
+            if through_udp { 20_000 } else { 0 },
+            "egress = {egress}: datagrams through the relay's UDP stack"
+        );
+        let stats = t.stop_relay(relay);
+        let out = &flow(&stats, "f")["outputs"][0];
+        assert_eq!(num(out, "packets"), 20_000, "{egress}");
+        assert_eq!(
+            num(out, "bytes"),
+            20_000 * 1000,
+            "{egress}: payload bytes only"
+        );
+        assert_eq!(num(out, "send_errors"), 0, "{egress}");
+    }
+}
+
+#[test]
+fn datagrams_larger_than_the_output_mtu_go_through_udp_and_are_fragmented() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    t.relay.ip(&["link", "set", "out0", "mtu", "1280"]);
+    t.sinks[0].ip(&["link", "set", "down0", "mtu", "1280"]);
+    let relay = t.start_relay(&config("packet"));
+    let sink = t.start_sink(
+        0,
+        &["--group", "239.9.9.9", "--port", "5099", "--count", "6000"],
+    );
+    let before = udp_out_datagrams(&t.relay);
+    // 1400 bytes fit the input (MTU 1500) but not out0 (1280): the kernel fragments them.
+    run_gen(&t, &gen_args("3000", "1400", "0"));
+    let after_big = udp_out_datagrams(&t.relay);
+    // 1252 + 28 = 1280 bytes: exactly the MTU, so these go out as frames.
+    run_gen(&t, &gen_args("3000", "1252", "1"));
+    let report = t.sink_report(sink);
+    assert_clean(&report, 6000);
+    assert_eq!(num(&report, "bytes"), 3000 * 1400 + 3000 * 1252, "{report}");
+    assert_eq!(after_big - before, 3000, "oversize datagrams through UDP");
+    assert_eq!(
+        udp_out_datagrams(&t.relay),
+        after_big,
+        "datagrams that fit the MTU go out as frames"
+    );
+    let stats = t.stop_relay(relay);
+    let out = &flow(&stats, "f")["outputs"][0];
+    assert_eq!(num(out, "packets"), 6000);
+    assert_eq!(num(out, "bytes"), 3000 * 1400 + 3000 * 1252);
+}
