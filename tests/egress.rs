@@ -129,3 +129,34 @@ fn datagrams_larger_than_the_output_mtu_go_through_udp_and_are_fragmented() {
     assert_eq!(num(out, "packets"), 6000);
     assert_eq!(num(out, "bytes"), 3000 * 1400 + 3000 * 1252);
 }
+
+#[test]
+fn outputs_on_links_without_ethernet_headers_send_through_udp() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    // A tun device has no link-layer header (ARPHRD_NONE): no frame can be built for it.
+    t.relay.ip(&["tuntap", "add", "dev", "tun0", "mode", "tun"]);
+    t.relay.ip(&["addr", "add", "10.3.0.1/24", "dev", "tun0"]);
+    t.relay.ip(&["link", "set", "tun0", "up"]);
+    let config = config("packet").replace(
+        "ttl = 8 } ]",
+        "ttl = 8 }, { interface = \"tun0\", group = \"239.9.9.10\", port = 5099 } ]",
+    );
+    let relay = t.start_relay(&config);
+    let sink = t.start_sink(
+        0,
+        &["--group", "239.9.9.9", "--port", "5099", "--count", "5000"],
+    );
+    let before = udp_out_datagrams(&t.relay);
+    run_gen(&t, &gen_args("5000", "1000", "0"));
+    assert_clean(&t.sink_report(sink), 5000);
+    assert_eq!(
+        udp_out_datagrams(&t.relay) - before,
+        5000,
+        "only the tun output goes through UDP"
+    );
+    let stats = t.stop_relay(relay);
+    let f = flow(&stats, "f");
+    assert_eq!(num(&f["outputs"][0], "packets"), 5000, "out0, as frames");
+    assert_eq!(num(&f["outputs"][1], "packets"), 5000, "tun0, through UDP");
+}
