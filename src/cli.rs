@@ -343,7 +343,8 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
             f.name, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
         );
         for o in &f.outputs {
-            let target = format!("  > {} {}:{}", o.interface, o.group, o.port);
+            let via = if o.egress == "udp" { " [udp]" } else { "" };
+            let target = format!("  > {} {}:{}{via}", o.interface, o.group, o.port);
             let _ = writeln!(
                 out,
                 "{:<30} {:>12} {:>14} {:>10} {:>9} {:>9} {:>8} {:>8}",

@@ -257,8 +257,9 @@ impl Relay {
                     s.outputs = f
                         .outputs
                         .iter()
-                        .map(|o| {
-                            OutputSnapshot::read(
+                        .map(|o| OutputSnapshot {
+                            egress: o.socket.path_name().to_string(),
+                            ..OutputSnapshot::read(
                                 o.spec.interface.as_str(),
                                 o.spec.group,
                                 o.spec.port,

@@ -211,6 +211,10 @@ pub struct OutputSnapshot {
     pub egress_full: u64,
     pub send_errors: u64,
     pub errors_by_errno: Vec<(String, u64)>,
+    /// How the output sends: "packet" (frames through AF_PACKET) or "udp" (the UDP socket;
+    /// datagrams above the MTU take it on either path). Empty from relays before 0.2.
+    #[serde(default)]
+    pub egress: String,
 }
 
 impl FlowSnapshot {
@@ -237,6 +241,7 @@ impl OutputSnapshot {
             egress_full: s.egress_full.load(Relaxed),
             send_errors: s.send_errors.load(Relaxed),
             errors_by_errno: s.errors_by_errno(),
+            egress: String::new(),
         }
     }
 }

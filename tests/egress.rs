@@ -95,6 +95,7 @@ fn packet_egress_bypasses_the_udp_stack_and_udp_egress_uses_it() {
             "{egress}: payload bytes only"
         );
         assert_eq!(num(out, "send_errors"), 0, "{egress}");
+        assert_eq!(out["egress"], egress, "the snapshot names the path: {out}");
     }
 }
 
@@ -159,6 +160,8 @@ fn outputs_on_links_without_ethernet_headers_send_through_udp() {
     let f = flow(&stats, "f");
     assert_eq!(num(&f["outputs"][0], "packets"), 5000, "out0, as frames");
     assert_eq!(num(&f["outputs"][1], "packets"), 5000, "tun0, through UDP");
+    assert_eq!(f["outputs"][0]["egress"], "packet");
+    assert_eq!(f["outputs"][1]["egress"], "udp");
 }
 
 #[test]
