@@ -212,7 +212,7 @@ pub struct OutputSnapshot {
     pub send_errors: u64,
     pub errors_by_errno: Vec<(String, u64)>,
     /// How the output sends: "packet" (frames through AF_PACKET) or "udp" (the UDP socket;
-    /// datagrams above the MTU take it on either path). Empty from relays before 0.2.
+    /// datagrams above the MTU take it on either path). Empty from an older relay.
     #[serde(default)]
     pub egress: String,
 }
