@@ -15,6 +15,7 @@ command -v sysctl >/dev/null || need+=(procps)
 command -v cc >/dev/null || need+=(gcc)
 command -v tcpdump >/dev/null || need+=(tcpdump)
 command -v curl >/dev/null || need+=(curl)
+command -v ethtool >/dev/null || need+=(ethtool)
 if [ ${#need[@]} -gt 0 ]; then
     echo "installing: ${need[*]}"
     export DEBIAN_FRONTEND=noninteractive

@@ -5,6 +5,8 @@
 
 mod common;
 
+use std::time::{Duration, Instant};
+
 use common::{assert_clean, flow, num, serial, Netns, Topology};
 
 /// `Udp: OutDatagrams` of a namespace.
@@ -22,6 +24,18 @@ fn udp_out_datagrams(ns: &Netns) -> u64 {
         .unwrap()
         .parse()
         .unwrap()
+}
+
+/// Waits (up to 10 s) until `Udp: OutDatagrams` of `ns` reaches `at_least`; returns it.
+fn wait_udp_out_datagrams(ns: &Netns, at_least: u64) -> u64 {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let n = udp_out_datagrams(ns);
+        if n >= at_least || Instant::now() > deadline {
+            return n;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 fn config(egress: &str) -> String {
@@ -113,7 +127,8 @@ fn datagrams_larger_than_the_output_mtu_go_through_udp_and_are_fragmented() {
     let before = udp_out_datagrams(&t.relay);
     // 1400 bytes fit the input (MTU 1500) but not out0 (1280): the kernel fragments them.
     run_gen(&t, &gen_args("3000", "1400", "0"));
-    let after_big = udp_out_datagrams(&t.relay);
+    // The relay may still be sending the last of them when gen exits: wait for the count.
+    let after_big = wait_udp_out_datagrams(&t.relay, before + 3000);
     // 1252 + 28 = 1280 bytes: exactly the MTU, so these go out as frames.
     run_gen(&t, &gen_args("3000", "1252", "1"));
     let report = t.sink_report(sink);
@@ -192,4 +207,36 @@ fn an_output_mtu_lowered_while_running_turns_into_counted_send_errors_not_silent
     );
     assert_eq!(out["errors_by_errno"][0][0], "EMSGSIZE", "{out}");
     assert_eq!(num(&stats["drops"], "send_error"), 2000, "{stats}");
+}
+
+#[test]
+fn frames_carry_a_correct_udp_checksum_when_the_kernel_computes_it() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    // Without TX checksum offload on out0 the kernel completes the UDP checksum that the frame
+    // asks for (from mcr's pseudo-header sum) before veth hands it over, and the sink verifies
+    // it: a wrong partial sum would show up as UDP InCsumErrors and missing packets.
+    t.relay.exec(&["ethtool", "-K", "out0", "tx", "off"]);
+    let relay = t.start_relay(&config("packet"));
+    let sink = t.start_sink(
+        0,
+        &["--group", "239.9.9.9", "--port", "5099", "--count", "5000"],
+    );
+    // Even and odd lengths, the smallest payload gen makes and the largest that fits.
+    for (size, stream) in [("1000", "0"), ("25", "1"), ("1471", "2")] {
+        run_gen(&t, &gen_args("1000", size, stream));
+    }
+    run_gen(&t, &gen_args("2000", "24", "3"));
+    assert_clean(&t.sink_report(sink), 5000);
+    let snmp = t.sinks[0].read("/proc/net/snmp");
+    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
+    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
+    let errors = names
+        .split_whitespace()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == "InCsumErrors")
+        .map(|(_, v)| v.parse::<u64>().unwrap())
+        .unwrap();
+    assert_eq!(errors, 0, "checksum errors at the sink");
+    t.stop_relay(relay);
 }
