@@ -78,8 +78,8 @@ impl Worker {
                 let mut w = Loop {
                     id,
                     cache: Cache::new(table),
-                    rings,
                     egress,
+                    rings,
                     inbox,
                     wake: state.0,
                     stats: state.1,
@@ -130,8 +130,11 @@ impl Worker {
 struct Loop {
     id: usize,
     cache: Cache<Arc<ArcSwap<Table>>, Arc<Table>>,
-    rings: Vec<Ring>,
+    // Fields drop in this order: the io_uring goes before the rings its sends point into, so
+    // after a failed flush (the only way out with sends possibly in flight) the kernel is told
+    // to cancel them before the ring memory is unmapped.
     egress: Egress,
+    rings: Vec<Ring>,
     inbox: mpsc::Receiver<Command>,
     wake: Arc<EventFd>,
     stats: Arc<WorkerStats>,

@@ -194,6 +194,12 @@ mod tests {
         assert_eq!(u16::from_ne_bytes([header[4], header[5]]), 0);
         assert_eq!(u16::from_ne_bytes([header[6], header[7]]), 34);
         assert_eq!(u16::from_ne_bytes([header[8], header[9]]), 6);
+        #[cfg(target_endian = "little")]
+        assert_eq!(
+            header[..10],
+            [1, 0, 42, 0, 0, 0, 34, 0, 6, 0],
+            "legacy virtio header in host order, little-endian here"
+        );
     }
 
     #[test]
