@@ -9,21 +9,22 @@ use std::time::{Duration, Instant};
 
 use common::{assert_clean, flow, num, serial, Netns, Topology};
 
-/// `Udp: OutDatagrams` of a namespace.
-fn udp_out_datagrams(ns: &Netns) -> u64 {
+/// Counter `name` of the `Udp:` line of a namespace's /proc/net/snmp.
+fn udp_counter(ns: &Netns, name: &str) -> u64 {
     let snmp = ns.read("/proc/net/snmp");
     let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
     let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
-    let column = names
+    names
         .split_whitespace()
-        .position(|n| n == "OutDatagrams")
-        .unwrap();
-    values
-        .split_whitespace()
-        .nth(column)
-        .unwrap()
-        .parse()
-        .unwrap()
+        .zip(values.split_whitespace())
+        .find(|(n, _)| *n == name)
+        .map(|(_, v)| v.parse().unwrap())
+        .unwrap_or_else(|| panic!("no Udp {name} in {snmp}"))
+}
+
+/// Datagrams the namespace's UDP stack sent (frames through AF_PACKET never count here).
+fn udp_out_datagrams(ns: &Netns) -> u64 {
+    udp_counter(ns, "OutDatagrams")
 }
 
 /// Waits (up to 10 s) until `Udp: OutDatagrams` of `ns` reaches `at_least`; returns it.
@@ -228,15 +229,10 @@ fn frames_carry_a_correct_udp_checksum_when_the_kernel_computes_it() {
     }
     run_gen(&t, &gen_args("2000", "24", "3"));
     assert_clean(&t.sink_report(sink), 5000);
-    let snmp = t.sinks[0].read("/proc/net/snmp");
-    let mut udp = snmp.lines().filter(|l| l.starts_with("Udp: "));
-    let (names, values) = (udp.next().unwrap(), udp.next().unwrap());
-    let errors = names
-        .split_whitespace()
-        .zip(values.split_whitespace())
-        .find(|(n, _)| *n == "InCsumErrors")
-        .map(|(_, v)| v.parse::<u64>().unwrap())
-        .unwrap();
-    assert_eq!(errors, 0, "checksum errors at the sink");
+    assert_eq!(
+        udp_counter(&t.sinks[0], "InCsumErrors"),
+        0,
+        "checksum errors at the sink"
+    );
     t.stop_relay(relay);
 }
