@@ -32,7 +32,8 @@ use io_uring::{opcode, types, IoUring};
 use frame::HEADER_LEN;
 pub use output::{OutputSocket, Route};
 
-/// A frame send's headers and the kernel-facing descriptors that point at them.
+/// A frame send's headers and the kernel-facing descriptors that point at them: `msg` names
+/// `iov`, `iov[0]` is `header` (both set once in [`Egress::new`]); `iov[1]` is the payload.
 struct Slot {
     header: [u8; HEADER_LEN],
     iov: [libc::iovec; 2],
@@ -64,7 +65,16 @@ impl Egress {
             // SAFETY: `msghdr` is plain data; all zeros (no name, no control) is valid.
             msg: unsafe { std::mem::zeroed() },
         };
-        let slots = (0..ring.params().sq_entries()).map(|_| slot()).collect();
+        let mut slots: Box<[Slot]> = (0..ring.params().sq_entries()).map(|_| slot()).collect();
+        // The descriptors point into their own slot, which never moves (boxed slice): set once.
+        for slot in slots.iter_mut() {
+            slot.iov[0] = libc::iovec {
+                iov_base: slot.header.as_mut_ptr().cast(),
+                iov_len: HEADER_LEN,
+            };
+            slot.msg.msg_iov = slot.iov.as_mut_ptr();
+            slot.msg.msg_iovlen = 2;
+        }
         Ok(Egress {
             ring,
             queued: 0,
@@ -106,18 +116,10 @@ impl Egress {
             return false;
         };
         template.fill(&mut slot.header, payload.len());
-        slot.iov = [
-            libc::iovec {
-                iov_base: slot.header.as_mut_ptr().cast(),
-                iov_len: HEADER_LEN,
-            },
-            libc::iovec {
-                iov_base: payload.as_ptr() as *mut libc::c_void,
-                iov_len: payload.len(),
-            },
-        ];
-        slot.msg.msg_iov = slot.iov.as_mut_ptr();
-        slot.msg.msg_iovlen = 2;
+        slot.iov[1] = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
         let entry = opcode::SendMsg::new(types::Fd(fd), &slot.msg)
             .flags(libc::MSG_DONTWAIT as u32)
             .build()

@@ -94,10 +94,8 @@ impl FrameTemplate {
         let mut udp = UdpPacket::new_unchecked(&mut header[UDP..]);
         udp.set_src_port(src.port());
         udp.set_dst_port(dst.port());
-        let pseudo_sum = sum_words(
-            u64::from(u8::from(Protocol::Udp)),
-            &[src.ip().octets(), dst.ip().octets()].concat(),
-        );
+        let protocol = u64::from(u8::from(Protocol::Udp));
+        let pseudo_sum = sum_words(sum_words(protocol, &src.ip().octets()), &dst.ip().octets());
         FrameTemplate {
             header,
             ip_sum,
