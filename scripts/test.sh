@@ -27,4 +27,5 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-cargo test --release "$@"
+# --no-fail-fast: one failing suite must not hide the others.
+cargo test --release --no-fail-fast "$@"

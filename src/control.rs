@@ -53,6 +53,8 @@ pub struct Status {
     pub config_hash: String,
     pub generation: u64,
     pub reloads_ok: u64,
+    /// Rejected files: each distinct content counts once, whether the file watch, SIGHUP or
+    /// `mcr reload` (or several of them) saw it; a file that cannot be read counts each time.
     pub reloads_failed: u64,
     /// The last reload's one-line result (applied summary or rejection message).
     pub last_reload: Option<String>,

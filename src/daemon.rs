@@ -65,6 +65,10 @@ struct State {
     started: Instant,
     /// Content of the file behind the running table; an identical file is a no-op.
     applied: Vec<u8>,
+    /// The latest file rejected for its content (parse or validation errors) and those
+    /// errors. The same bytes again — the file watch and `mcr reload` both seeing one
+    /// save — are the same rejection: answered again, logged and counted once.
+    rejected: Option<(Vec<u8>, Vec<String>)>,
     reloads_ok: u64,
     reloads_failed: u64,
     last_reload: Option<String>,
@@ -111,16 +115,38 @@ impl State {
     /// Reads, validates and applies the config file; on any error the running table stays.
     fn reload(&mut self, relay: &mut Relay) -> ReloadOutcome {
         let path = self.config_path.clone();
-        let outcome = self.try_reload(relay, &path);
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) => {
+                let errors = vec![format!("{}: cannot read: {e}", path.display())];
+                return self.count(ReloadOutcome::Rejected { errors });
+            }
+        };
+        if bytes == self.applied {
+            log::info!("reload: {} unchanged, nothing to do", path.display());
+            return ReloadOutcome::Unchanged;
+        }
+        if let Some((_, errors)) = self.rejected.as_ref().filter(|(b, _)| *b == bytes) {
+            log::info!(
+                "reload: {} is the file already rejected, nothing to do",
+                path.display()
+            );
+            let errors = errors.clone();
+            return ReloadOutcome::Rejected { errors };
+        }
+        let outcome = self.apply(relay, &path, bytes);
+        self.count(outcome)
+    }
+
+    /// Counts and logs an attempt that read new bytes (or could not read the file).
+    fn count(&mut self, outcome: ReloadOutcome) -> ReloadOutcome {
         match &outcome {
             ReloadOutcome::Applied { summary } => {
                 self.reloads_ok += 1;
                 self.last_reload = Some(format!("applied: {summary}"));
                 log::info!("reloaded: {summary}");
             }
-            ReloadOutcome::Unchanged => {
-                log::info!("reload: {} unchanged, nothing to do", path.display());
-            }
+            ReloadOutcome::Unchanged => {}
             ReloadOutcome::Rejected { errors } => {
                 self.reloads_failed += 1;
                 self.last_reload = Some(format!("rejected: {}", errors.join("; ")));
@@ -132,20 +158,18 @@ impl State {
         outcome
     }
 
-    fn try_reload(&mut self, relay: &mut Relay, path: &Path) -> ReloadOutcome {
+    /// Parses `bytes` and applies them to the relay; the running table stays on any error.
+    fn apply(&mut self, relay: &mut Relay, path: &Path, bytes: Vec<u8>) -> ReloadOutcome {
         let rejected = |errors: Vec<String>| ReloadOutcome::Rejected { errors };
-        let bytes = match std::fs::read(path) {
-            Ok(b) => b,
-            Err(e) => return rejected(vec![format!("{}: cannot read: {e}", path.display())]),
-        };
-        if bytes == self.applied {
-            return ReloadOutcome::Unchanged;
-        }
         let text = String::from_utf8_lossy(&bytes);
         let config = match Config::parse(&text, path) {
             Ok(c) => c,
             Err(errors) => {
-                return rejected(errors.errors.iter().map(ToString::to_string).collect())
+                let errors: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
+                // Only content errors are remembered: the same bytes fail the same way.
+                // A failure to apply (a join refused) may pass on the next try.
+                self.rejected = Some((bytes, errors.clone()));
+                return rejected(errors);
             }
         };
         if let Some(w) = config.relay.workers {
@@ -169,6 +193,7 @@ impl State {
         match result {
             Ok(summary) => {
                 self.applied = bytes;
+                self.rejected = None;
                 self.stats_interval = config.relay.stats_interval;
                 ReloadOutcome::Applied {
                     summary: summary.to_string(),
@@ -275,6 +300,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         config_path: opts.config.clone(),
         started: Instant::now(),
         applied,
+        rejected: None,
         reloads_ok: 0,
         reloads_failed: 0,
         last_reload: None,

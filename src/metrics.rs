@@ -106,7 +106,11 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
     reloads
         .get_or_create(&vec![("result".into(), "failed".into())])
         .inc_by(status.reloads_failed);
-    r.register("reloads", "Reloads by result", reloads);
+    r.register(
+        "reloads",
+        "Reloads by result; failed counts each distinct rejected file once, however many triggers saw it",
+        reloads,
+    );
     let groups = Family::<Labels, Gauge>::default();
     for (iface, n) in &status.groups {
         groups

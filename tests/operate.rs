@@ -38,7 +38,8 @@ fn mcr(t: &Topology, args: &[&str]) -> (bool, String, String) {
 fn stats_status_and_reload_over_the_control_socket() {
     let _s = serial();
     let mut t = Topology::chain(1);
-    let relay = t.start_relay(&format!("{}{}", header(&t, ""), flow_a()));
+    // No file watch: every reload below is the explicit one the test asserts on.
+    let relay = t.start_relay(&format!("{}{}", header(&t, "watch = false\n"), flow_a()));
     let sink = t.start_sink(
         0,
         &["--group", "239.9.9.1", "--port", "5099", "--count", "5000"],
@@ -97,6 +98,12 @@ fn stats_status_and_reload_over_the_control_socket() {
     assert_eq!(num(&status, "generation"), 1);
     assert_eq!(num(&status, "reloads_failed"), 1);
     assert_eq!(status["config_hash"], hash.as_str());
+    // The same broken bytes again are the same rejection: answered, not counted twice.
+    let (ok, _, err) = mcr(&t, &["reload"]);
+    assert!(!ok && err.contains(&format!("{path}:10:")), "{err}");
+    let (_, out, _) = mcr(&t, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(num(&status, "reloads_failed"), 1);
 
     let fixed = format!(
         "{}{}",

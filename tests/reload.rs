@@ -199,6 +199,11 @@ fn a_broken_config_is_rejected_with_its_position_and_the_old_table_keeps_forward
         "{}",
         t.procs[relay].stderr()
     );
+    // SIGHUP on the same broken bytes (as when the watch and an operator both react to one
+    // save) answers the same rejection without counting or logging it again.
+    t.signal_relay(relay, Signal::SIGHUP);
+    t.wait_log(relay, "is the file already rejected", 1);
+    assert_eq!(t.log_count(relay, "reload rejected:"), 1);
 
     t.write_config_by_rename(&format!(
         "{HEADER}{FLOW_A}{}",
