@@ -226,6 +226,19 @@ pub fn main() -> ExitCode {
                     for (iface, n) in &s.groups {
                         println!("groups joined:  {n} on {iface}");
                     }
+                    for (name, facts) in &s.interfaces {
+                        match facts {
+                            Some(f) => println!(
+                                "interface:      {name} index {} {} mtu {} {} {:?}",
+                                f.ifindex,
+                                if f.up { "up" } else { "down" },
+                                f.mtu,
+                                f.mac,
+                                f.ipv4
+                            ),
+                            None => println!("interface:      {name} missing (flows wait for it)"),
+                        }
+                    }
                     ExitCode::SUCCESS
                 }
                 Ok(other) => unexpected(other),

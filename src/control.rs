@@ -62,6 +62,36 @@ pub struct Status {
     /// Groups joined per input interface name.
     pub groups: std::collections::BTreeMap<String, usize>,
     pub helper_sockets: usize,
+    /// Every interface the config names, as the running table was built for it; `None`
+    /// while it does not exist (its flows or outputs wait).
+    #[serde(default)]
+    pub interfaces: std::collections::BTreeMap<String, Option<InterfaceStatus>>,
+}
+
+/// What mcr last read of one interface.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InterfaceStatus {
+    pub ifindex: u32,
+    pub up: bool,
+    pub mtu: u32,
+    pub mac: String,
+    pub ipv4: Vec<std::net::Ipv4Addr>,
+}
+
+impl From<&crate::links::LinkFacts> for InterfaceStatus {
+    fn from(f: &crate::links::LinkFacts) -> Self {
+        let m = f.mac;
+        InterfaceStatus {
+            ifindex: f.ifindex,
+            up: f.up,
+            mtu: f.mtu,
+            mac: format!(
+                "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
+                m[0], m[1], m[2], m[3], m[4], m[5]
+            ),
+            ipv4: f.ipv4.clone(),
+        }
+    }
 }
 
 /// The outcome of a reload request.

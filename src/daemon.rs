@@ -5,16 +5,19 @@
 //! `notify` thread), control-socket requests and scrapes all arrive as [`Event`]s on one
 //! channel, so every read and change of relay state happens on this one thread.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::config::Config;
+use crate::config::{Config, IfName};
 use crate::control::{self, Call, Command, ReloadOutcome, Reply, Status};
+use crate::links;
 use crate::relay::Relay;
 use crate::stats::Snapshot;
+use crate::table::interface_names;
 
 /// Options of `mcr run`.
 #[derive(Debug, Clone)]
@@ -48,6 +51,8 @@ enum Event {
     FileChanged,
     Control(Call),
     Scrape(mpsc::SyncSender<(Snapshot, Status)>),
+    /// rtnetlink reported a link or address change (or lost messages).
+    LinksChanged,
 }
 
 /// How long file events are collected before one reload runs. Only complete writes count
@@ -56,12 +61,20 @@ enum Event {
 /// < 100 ms from rename to the first packet of a new flow), so it is short.
 pub const DEBOUNCE: Duration = Duration::from_millis(25);
 
+/// How long link events are collected before the interfaces are re-read: creating or moving
+/// an interface sends a burst of messages (new link, up, addresses) within a few ms.
+const LINK_SETTLE: Duration = Duration::from_millis(20);
+/// When a link change could not be applied (a ring or a join refused), try again after this.
+const LINK_RETRY: Duration = Duration::from_secs(1);
+
 /// How often counters are sampled for the rates `mcr stats` shows.
 const RATE_SAMPLE: Duration = Duration::from_secs(1);
 
 /// The control thread's own state next to the relay.
 struct State {
     config_path: PathBuf,
+    /// The config behind the running table; link changes recompile it.
+    config: Config,
     started: Instant,
     /// Content of the file behind the running table; an identical file is a no-op.
     applied: Vec<u8>,
@@ -100,6 +113,11 @@ impl State {
             workers: relay.worker_count(),
             groups,
             helper_sockets: relay.helper_sockets(),
+            interfaces: table
+                .links()
+                .iter()
+                .map(|(name, f)| (name.to_string(), f.as_ref().map(Into::into)))
+                .collect(),
         }
     }
 
@@ -184,7 +202,10 @@ impl State {
             sd_notify::NotifyState::Reloading,
             sd_notify::NotifyState::MonotonicUsec(i128::from(crate::stats::monotonic_ns() / 1000)),
         ]);
-        let result = relay.reload(&config);
+        let before = relay.table().missing();
+        let links = links::read(interface_names(&config));
+        let result = relay.reload(&config, &links);
+        log_waiting(&before, &relay.table().missing());
         let summary = ready_status(relay);
         let _ = sd_notify::notify(&[
             sd_notify::NotifyState::Ready,
@@ -195,6 +216,7 @@ impl State {
                 self.applied = bytes;
                 self.rejected = None;
                 self.stats_interval = config.relay.stats_interval;
+                self.config = config;
                 ReloadOutcome::Applied {
                     summary: summary.to_string(),
                 }
@@ -204,13 +226,66 @@ impl State {
     }
 }
 
+impl State {
+    /// Re-reads every interface the running config names and, if anything the table depends
+    /// on changed, recompiles the same config against them (same all-or-nothing rules as a
+    /// reload). Returns false when the change could not be applied and should be retried.
+    fn follow_links(&mut self, relay: &mut Relay) -> bool {
+        let links = links::read(interface_names(&self.config));
+        let table = relay.table();
+        if &links == table.links() {
+            return true;
+        }
+        let before = table.missing();
+        drop(table);
+        match relay.reload(&self.config, &links) {
+            Ok(summary) => {
+                log::info!("interfaces changed: {summary}");
+                log_waiting(&before, &relay.table().missing());
+                let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&ready_status(relay))]);
+                true
+            }
+            Err(e) => {
+                log::error!(
+                    "interfaces changed but could not be applied: {e}; retrying in {}s",
+                    LINK_RETRY.as_secs()
+                );
+                false
+            }
+        }
+    }
+}
+
+/// Logs interfaces that went missing (and the flows that now wait for them) and those that
+/// came back; nothing when the set did not change.
+fn log_waiting(before: &BTreeMap<IfName, Vec<String>>, after: &BTreeMap<IfName, Vec<String>>) {
+    for (name, flows) in after {
+        if before.get(name) != Some(flows) {
+            log::warn!(
+                "interface `{name}` does not exist; waiting for it: flows {}",
+                flows.join(", ")
+            );
+        }
+    }
+    for (name, flows) in before {
+        if !after.contains_key(name) {
+            log::info!(
+                "interface `{name}` is here; no longer waiting: flows {}",
+                flows.join(", ")
+            );
+        }
+    }
+}
+
 /// One line for systemd's STATUS= and logs.
 fn ready_status(relay: &Relay) -> String {
     let table = relay.table();
+    let waiting = table.flows().iter().filter(|f| f.ifindex.is_none()).count();
     format!(
-        "generation {}: {} flows, {} groups on {} interfaces",
+        "generation {}: {} flows ({} waiting for an interface), {} groups on {} interfaces",
         table.generation(),
         table.flows().len(),
+        waiting,
         table.memberships().len(),
         table.input_ifindexes().len()
     )
@@ -225,53 +300,28 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         .map(|w| w.get())
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     let (events, inbox) = mpsc::channel();
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(RunError::Signals)?;
-    let signal_handle = signals.handle();
-    let signal_events = events.clone();
-    std::thread::Builder::new()
-        .name("mcr-signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                if signal_events.send(Event::Signal(s)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(RunError::Signals)?;
-
-    let mut relay = Relay::start(&config, workers)?;
-    let _watcher = if config.relay.watch {
-        watch(&opts.config, events.clone())
-    } else {
-        None
-    };
-    let control_events = std::sync::Mutex::new(events.clone());
-    let _control = match control::serve(&config.relay.control_socket, move |call| {
-        control_events
-            .lock()
-            .is_ok_and(|tx| tx.send(Event::Control(call)).is_ok())
-    }) {
-        Ok(server) => Some(server),
+    let signal_handle = spawn_signals(events.clone())?;
+    // Subscribe to link changes before the interfaces are first read, so none is missed.
+    let _links = links::Watch::spawn({
+        let events = std::sync::Mutex::new(events.clone());
+        move || {
+            events
+                .lock()
+                .is_ok_and(|tx| tx.send(Event::LinksChanged).is_ok())
+        }
+    })
+    .map_err(|e| log::warn!("cannot follow interface changes ({e}); `mcr reload` re-reads them"))
+    .ok();
+    let links = links::read(interface_names(&config));
+    let mut relay = Relay::start(&config, &links, workers)?;
+    log_waiting(&BTreeMap::new(), &relay.table().missing());
+    let services = match start_services(opts, &config, &events) {
+        Ok(s) => s,
         Err(e) => {
-            log::warn!(
-                "no control socket at {}: {e}; `mcr stats/status/reload` will not reach this relay",
-                config.relay.control_socket.display()
-            );
-            None
+            relay.shutdown();
+            return Err(e);
         }
     };
-    if let Some(addr) = config.relay.metrics {
-        let scrape_events = std::sync::Mutex::new(events.clone());
-        let fetch = move || {
-            let (tx, rx) = mpsc::sync_channel(1);
-            scrape_events.lock().ok()?.send(Event::Scrape(tx)).ok()?;
-            rx.recv_timeout(Duration::from_secs(10)).ok()
-        };
-        let bound = crate::metrics::serve(addr, fetch)
-            .map_err(|source| RunError::Metrics { addr, source })?;
-        log::info!("metrics on http://{bound}/metrics");
-    }
     if let Some(user) = &config.relay.user {
         if let Err(e) = crate::privilege::drop_to(user) {
             relay.shutdown();
@@ -298,73 +348,18 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
 
     let mut state = State {
         config_path: opts.config.clone(),
+        stats_interval: config.relay.stats_interval,
+        config,
         started: Instant::now(),
         applied,
         rejected: None,
         reloads_ok: 0,
         reloads_failed: 0,
         last_reload: None,
-        stats_interval: config.relay.stats_interval,
         sample: None,
     };
-    let mut previous: Option<(Snapshot, Instant)> = None;
-    let mut next_tick = state.stats_interval.map(|i| Instant::now() + i);
-    let mut next_sample = Instant::now();
-    let mut reload_at: Option<Instant> = None;
-    loop {
-        let wake = [next_tick, reload_at, Some(next_sample)]
-            .into_iter()
-            .flatten()
-            .min();
-        let timeout = wake.map_or(Duration::from_secs(3600), |t| {
-            t.saturating_duration_since(Instant::now())
-        });
-        match inbox.recv_timeout(timeout) {
-            Ok(Event::Signal(SIGHUP)) => {
-                log::info!("SIGHUP: reloading {}", opts.config.display());
-                state.reload(&mut relay);
-            }
-            Ok(Event::Signal(s)) => {
-                log::info!("signal {s}: shutting down");
-                break;
-            }
-            Ok(Event::FileChanged) => {
-                reload_at.get_or_insert_with(|| Instant::now() + DEBOUNCE);
-            }
-            Ok(Event::Control(call)) => {
-                let reply = match call.command {
-                    Command::Stats => Reply::Stats(state.stats(&relay)),
-                    Command::Status => Reply::Status(state.status(&relay)),
-                    Command::Reload => Reply::Reload(state.reload(&mut relay)),
-                };
-                let _ = call.reply.send(reply);
-            }
-            Ok(Event::Scrape(reply)) => {
-                let _ = reply.send((state.stats(&relay), state.status(&relay)));
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => break,
-        }
-        let now = Instant::now();
-        if reload_at.is_some_and(|t| t <= now) {
-            reload_at = None;
-            state.reload(&mut relay);
-            if next_tick.is_none() {
-                next_tick = state.stats_interval.map(|i| now + i);
-            }
-        }
-        if next_sample <= now {
-            state.sample = Some((relay.snapshot(), now));
-            next_sample = now + RATE_SAMPLE;
-        }
-        if next_tick.is_some_and(|t| t <= now) {
-            let snap = relay.snapshot();
-            log_stats(&snap, previous.as_ref());
-            write_json(opts.stats_json.as_deref(), &snap);
-            previous = Some((snap, now));
-            next_tick = state.stats_interval.map(|i| now + i);
-        }
-    }
+    serve(&mut state, &mut relay, &inbox, opts);
+    drop(services);
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     signal_handle.close();
     let snap = relay.shutdown();
@@ -379,6 +374,160 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         state.reloads_failed
     );
     Ok(())
+}
+
+/// Forwards SIGINT, SIGTERM and SIGHUP to the control thread as events.
+fn spawn_signals(events: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Handle, RunError> {
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
+        .map_err(RunError::Signals)?;
+    let handle = signals.handle();
+    std::thread::Builder::new()
+        .name("mcr-signals".into())
+        .spawn(move || {
+            for s in signals.forever() {
+                if events.send(Event::Signal(s)).is_err() {
+                    break;
+                }
+            }
+        })
+        .map_err(RunError::Signals)?;
+    Ok(handle)
+}
+
+/// What runs beside the relay and ends with it: the file watch and the control socket (the
+/// metrics endpoint's thread lives as long as the process).
+struct Services {
+    _watcher: Option<notify::RecommendedWatcher>,
+    _control: Option<control::Server>,
+}
+
+fn start_services(
+    opts: &RunOptions,
+    config: &Config,
+    events: &mpsc::Sender<Event>,
+) -> Result<Services, RunError> {
+    let watcher = if config.relay.watch {
+        watch(&opts.config, events.clone())
+    } else {
+        None
+    };
+    let control_events = std::sync::Mutex::new(events.clone());
+    let control = match control::serve(&config.relay.control_socket, move |call| {
+        control_events
+            .lock()
+            .is_ok_and(|tx| tx.send(Event::Control(call)).is_ok())
+    }) {
+        Ok(server) => Some(server),
+        Err(e) => {
+            log::warn!(
+                "no control socket at {}: {e}; `mcr stats/status/reload` will not reach this relay",
+                config.relay.control_socket.display()
+            );
+            None
+        }
+    };
+    if let Some(addr) = config.relay.metrics {
+        let scrape_events = std::sync::Mutex::new(events.clone());
+        let fetch = move || {
+            let (tx, rx) = mpsc::sync_channel(1);
+            scrape_events.lock().ok()?.send(Event::Scrape(tx)).ok()?;
+            rx.recv_timeout(Duration::from_secs(10)).ok()
+        };
+        let bound = crate::metrics::serve(addr, fetch)
+            .map_err(|source| RunError::Metrics { addr, source })?;
+        log::info!("metrics on http://{bound}/metrics");
+    }
+    Ok(Services {
+        _watcher: watcher,
+        _control: control,
+    })
+}
+
+/// When the control thread next has something to do besides answering events.
+struct Timers {
+    stats_tick: Option<Instant>,
+    sample: Instant,
+    reload: Option<Instant>,
+    links: Option<Instant>,
+}
+
+impl Timers {
+    fn next(&self) -> Instant {
+        [self.stats_tick, self.reload, self.links, Some(self.sample)]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(self.sample)
+    }
+}
+
+/// The control thread's loop: every event, every timer, until a stop signal.
+fn serve(state: &mut State, relay: &mut Relay, inbox: &mpsc::Receiver<Event>, opts: &RunOptions) {
+    let mut previous: Option<(Snapshot, Instant)> = None;
+    let mut timers = Timers {
+        stats_tick: state.stats_interval.map(|i| Instant::now() + i),
+        sample: Instant::now(),
+        reload: None,
+        links: None,
+    };
+    loop {
+        let timeout = timers.next().saturating_duration_since(Instant::now());
+        match inbox.recv_timeout(timeout) {
+            Ok(Event::Signal(SIGHUP)) => {
+                log::info!("SIGHUP: reloading {}", opts.config.display());
+                state.reload(relay);
+            }
+            Ok(Event::Signal(s)) => {
+                log::info!("signal {s}: shutting down");
+                return;
+            }
+            Ok(Event::FileChanged) => {
+                timers
+                    .reload
+                    .get_or_insert_with(|| Instant::now() + DEBOUNCE);
+            }
+            Ok(Event::LinksChanged) => {
+                timers
+                    .links
+                    .get_or_insert_with(|| Instant::now() + LINK_SETTLE);
+            }
+            Ok(Event::Control(call)) => {
+                let reply = match call.command {
+                    Command::Stats => Reply::Stats(state.stats(relay)),
+                    Command::Status => Reply::Status(state.status(relay)),
+                    Command::Reload => Reply::Reload(state.reload(relay)),
+                };
+                let _ = call.reply.send(reply);
+            }
+            Ok(Event::Scrape(reply)) => {
+                let _ = reply.send((state.stats(relay), state.status(relay)));
+            }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let now = Instant::now();
+        if timers.links.is_some_and(|t| t <= now) {
+            timers.links = (!state.follow_links(relay)).then(|| now + LINK_RETRY);
+        }
+        if timers.reload.is_some_and(|t| t <= now) {
+            timers.reload = None;
+            state.reload(relay);
+            if timers.stats_tick.is_none() {
+                timers.stats_tick = state.stats_interval.map(|i| now + i);
+            }
+        }
+        if timers.sample <= now {
+            state.sample = Some((relay.snapshot(), now));
+            timers.sample = now + RATE_SAMPLE;
+        }
+        if timers.stats_tick.is_some_and(|t| t <= now) {
+            let snap = relay.snapshot();
+            log_stats(&snap, previous.as_ref());
+            write_json(opts.stats_json.as_deref(), &snap);
+            previous = Some((snap, now));
+            timers.stats_tick = state.stats_interval.map(|i| now + i);
+        }
+    }
 }
 
 /// Watches the config file's *directory* (so replace-by-rename, as editors and Ansible do,

@@ -185,6 +185,12 @@ impl Ring {
         self.ifindex
     }
 
+    /// Reads and clears the socket's pending error (`ENETDOWN` after its interface went down,
+    /// `ENODEV` after it was deleted); 0 when there was none.
+    pub fn take_error(&self) -> io::Result<i32> {
+        sys::take_socket_error(self.fd.as_fd())
+    }
+
     pub fn raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
     }

@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod egress;
 pub mod ingress;
+pub mod links;
 pub mod membership;
 pub mod metrics;
 pub mod privilege;

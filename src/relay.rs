@@ -13,12 +13,12 @@ use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 
-use crate::config::{self, Config, IfName};
+use crate::config::{self, Config};
 use crate::egress::OutputSocket;
 use crate::ingress::{Fanout, Ring, RingSpec};
+use crate::links::{LinkFacts, LinkView};
 use crate::membership::Memberships;
 use crate::stats::{FlowSnapshot, OutputSnapshot, Snapshot, WorkerStats};
-use crate::sys;
 use crate::table::{Env, Table, TableError};
 use crate::worker::{Command, Worker};
 
@@ -85,16 +85,13 @@ impl std::fmt::Display for ReloadSummary {
 pub struct Host;
 
 impl Env for Host {
-    fn ifindex(&mut self, name: &IfName) -> io::Result<u32> {
-        sys::ifindex(name.as_str())
-    }
     fn open_output(
         &mut self,
         output: &config::Output,
-        ifindex: u32,
+        link: &LinkFacts,
         mode: config::EgressMode,
     ) -> io::Result<OutputSocket> {
-        OutputSocket::open(output, ifindex, mode)
+        OutputSocket::open(output, link.ifindex, mode)
     }
 }
 
@@ -107,9 +104,10 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Compiles `config`, opens rings, starts `workers` threads and joins the input groups.
-    pub fn start(config: &Config, workers: usize) -> Result<Relay, StartError> {
-        let table = Table::compile(config, &mut Host, None, 1)?;
+    /// Compiles `config` against `links`, opens rings, starts `workers` threads and joins the
+    /// input groups. Flows whose interfaces are missing wait; they do not stop the start.
+    pub fn start(config: &Config, links: &LinkView, workers: usize) -> Result<Relay, StartError> {
+        let table = Table::compile(config, links, &mut Host, None, 1)?;
         let inputs = table.input_ifindexes();
         let mut rings: Vec<Vec<Ring>> = (0..workers).map(|_| Vec::new()).collect();
         for &ifindex in &inputs {
@@ -152,13 +150,19 @@ impl Relay {
         self.table.load_full()
     }
 
-    /// Applies `config` live: compile, open rings for new interfaces, join new groups, publish
-    /// the table, leave groups no longer used, release unused rings. Any failure before the
-    /// publish undoes what was done and leaves the running table untouched.
-    pub fn reload(&mut self, config: &Config) -> Result<ReloadSummary, ReloadError> {
+    /// Applies `config` live against the interfaces as `links` describes them (a config
+    /// reload, or the same config after the links changed): compile, open rings for new
+    /// interfaces, join new groups, publish the table, leave groups no longer used, release
+    /// unused rings. Any failure before the publish undoes what was done and leaves the
+    /// running table untouched.
+    pub fn reload(
+        &mut self,
+        config: &Config,
+        links: &LinkView,
+    ) -> Result<ReloadSummary, ReloadError> {
         use crate::reload::{diff, Change};
         let old = self.table.load_full();
-        let new = Table::compile(config, &mut Host, Some(&old), old.generation() + 1)?;
+        let new = Table::compile(config, links, &mut Host, Some(&old), old.generation() + 1)?;
         let changes = diff(&old.needs(), &new.needs());
         let mut rings = Vec::new();
         for change in &changes {
@@ -214,6 +218,8 @@ impl Relay {
             match *change {
                 Change::Leave(m) => match self.memberships.leave(m) {
                     Ok(_) => summary.left += 1,
+                    // A deleted interface took its memberships with it.
+                    Err(_) if !new_ifindex_exists(m.ifindex) => summary.left += 1,
                     Err(e) => log::warn!("leaving {} on ifindex {}: {e}", m.group, m.ifindex),
                 },
                 Change::RemoveInterface(ifindex) => {
@@ -254,11 +260,16 @@ impl Relay {
                 .iter()
                 .map(|f| {
                     let mut s = FlowSnapshot::read(&f.spec.name, &f.stats, now_ns);
+                    s.state = f.state().to_string();
                     s.outputs = f
                         .outputs
                         .iter()
                         .map(|o| OutputSnapshot {
-                            egress: o.socket.path_name().to_string(),
+                            egress: o.socket.as_ref().map_or("", |s| s.path_name()).to_string(),
+                            state: match &o.link {
+                                Ok(_) => "up".to_string(),
+                                Err(w) => format!("waiting: {}", w.describe()),
+                            },
                             ..OutputSnapshot::read(
                                 o.spec.interface.as_str(),
                                 o.spec.group,
@@ -291,12 +302,18 @@ impl Relay {
     }
 }
 
+/// Whether an interface with this index exists now.
+fn new_ifindex_exists(ifindex: u32) -> bool {
+    nix::net::if_::if_indextoname(ifindex).is_ok()
+}
+
 /// One ring per worker on `ifindex`, in one new fanout group.
 fn open_rings(table: &Table, ifindex: u32, workers: usize) -> Result<Vec<Ring>, StartError> {
-    let name = table
-        .input_name(ifindex)
-        .map_or_else(String::new, |n| n.to_string());
-    let mtu = sys::mtu(&name).unwrap_or(1500);
+    let name = table.input_name(ifindex);
+    let mtu = name
+        .and_then(|n| table.links().get(n)?.as_ref())
+        .map_or(1500, |f| f.mtu);
+    let name = name.map_or_else(String::new, |n| n.to_string());
     let spec = RingSpec::for_mtu(mtu, RING_FRAMES);
     let mut fanout = Fanout::default();
     (0..workers)

@@ -199,6 +199,9 @@ pub struct FlowSnapshot {
     /// Seconds since the last packet; `None` if none arrived yet.
     #[serde(default)]
     pub idle_seconds: Option<f64>,
+    /// "active", or "waiting" while its input interface does not exist.
+    #[serde(default)]
+    pub state: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -215,6 +218,9 @@ pub struct OutputSnapshot {
     /// datagrams above the MTU take it on either path). Empty from an older relay.
     #[serde(default)]
     pub egress: String,
+    /// "up", or "waiting: interface missing|interface down|cannot open: …".
+    #[serde(default)]
+    pub state: String,
 }
 
 impl FlowSnapshot {
@@ -242,6 +248,7 @@ impl OutputSnapshot {
             send_errors: s.send_errors.load(Relaxed),
             errors_by_errno: s.errors_by_errno(),
             egress: String::new(),
+            state: String::new(),
         }
     }
 }

@@ -109,6 +109,18 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// Interface flags (`SIOCGIFFLAGS`): `IFF_UP`, `IFF_RUNNING`, ...
+pub fn ifflags(name: &str) -> io::Result<i32> {
+    let req = ifreq_ioctl(name, libc::SIOCGIFFLAGS)?;
+    // SAFETY: after a successful SIOCGIFFLAGS the union holds `ifru_flags`.
+    Ok(i32::from(unsafe { req.ifr_ifru.ifru_flags }))
+}
+
+/// A socket's pending error (`SO_ERROR`), which reading clears; 0 when there is none.
+pub fn take_socket_error(fd: BorrowedFd<'_>) -> io::Result<i32> {
+    getsockopt(fd, libc::SOL_SOCKET, libc::SO_ERROR)
+}
+
 /// `ARPHRD_ETHER`: the link type whose frames start with an Ethernet header.
 pub const ARPHRD_ETHER: u16 = 1;
 

@@ -1,14 +1,21 @@
-//! The forwarding table: a validated [`Config`] compiled for the packet path.
+//! The forwarding table: a validated [`Config`] compiled for the packet path against the
+//! host's interfaces as they are now ([`LinkView`]).
 //!
 //! Invariants:
-//! - a `Table` is never mutated after it is published; a reload compiles a new one and swaps it
-//!   in whole (`arc-swap`), so a worker sees either the old or the new table, never a mix;
+//! - a `Table` is never mutated after it is published; a reload or a link change compiles a
+//!   new one and swaps it in whole (`arc-swap`), so a worker sees either the old or the new
+//!   table, never a mix;
 //! - lookup is O(1): one hash probe by (input ifindex, group, UDP port, source), plus a second
 //!   probe for the any-source entry only when some flow on the table is source-specific;
-//! - every output holds its own connected UDP socket; an unchanged flow or output in a new
-//!   table shares the previous table's counters and sockets, so they survive reloads.
+//! - a flow whose input interface does not exist is *waiting*: it is not in the index, needs
+//!   no ring and no membership. An output whose interface is missing or down is waiting too:
+//!   it has no socket and the packet path skips it;
+//! - an open output holds its own sockets, built for the [`LinkFacts`] it records; a new
+//!   table reuses them only while the spec, the egress mode and those facts are unchanged,
+//!   so a frame never leaves with a stale MAC, MTU or source address. Counters belong to the
+//!   spec: they survive reloads and link changes alike.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::Ipv4Addr;
 use std::sync::Arc;
@@ -17,17 +24,17 @@ use rustc_hash::FxHashMap;
 
 use crate::config::{self, Config, EgressMode, IfName};
 use crate::egress::OutputSocket;
+use crate::links::{LinkFacts, LinkView};
 use crate::membership::Membership;
 use crate::stats::{FlowStats, OutputStats};
 
-/// What compiling needs from the outside world: interface indexes and output sockets.
-/// A seam, so the table logic is testable without root or real interfaces.
+/// What compiling needs from the outside world: output sockets. A seam, so the table logic
+/// is testable without root or real interfaces.
 pub trait Env {
-    fn ifindex(&mut self, name: &IfName) -> io::Result<u32>;
     fn open_output(
         &mut self,
         output: &config::Output,
-        ifindex: u32,
+        link: &LinkFacts,
         mode: EgressMode,
     ) -> io::Result<OutputSocket>;
 }
@@ -35,12 +42,6 @@ pub trait Env {
 /// Why a config could not be compiled on this host.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
-    #[error("flow `{flow}`: interface `{interface}` does not exist ({source}); create it or fix the config")]
-    NoInterface {
-        flow: String,
-        interface: String,
-        source: io::Error,
-    },
     #[error(
         "flow `{flow}`: cannot open output socket on `{interface}` to {group}:{port}: {source}"
     )]
@@ -53,12 +54,35 @@ pub enum TableError {
     },
 }
 
-/// One output of a flow, ready to send on.
+/// Why an output is not sending.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Waiting {
+    /// Its interface does not exist.
+    Missing,
+    /// Its interface exists but is administratively down.
+    Down,
+    /// Its sockets could not be opened for a reason the link may cure (errno name).
+    Unreachable(String),
+}
+
+impl Waiting {
+    pub fn describe(&self) -> String {
+        match self {
+            Waiting::Missing => "interface missing".into(),
+            Waiting::Down => "interface down".into(),
+            Waiting::Unreachable(e) => format!("cannot open: {e}"),
+        }
+    }
+}
+
+/// One output of a flow: open and sending, or waiting for its interface.
 #[derive(Debug)]
 pub struct OutputEntry {
     pub spec: config::Output,
-    pub ifindex: u32,
-    pub socket: Arc<OutputSocket>,
+    /// `None` while the output waits; the packet path skips it.
+    pub socket: Option<Arc<OutputSocket>>,
+    /// The facts the socket was opened for (or why there is none).
+    pub link: Result<LinkFacts, Waiting>,
     pub stats: Arc<OutputStats>,
 }
 
@@ -66,9 +90,21 @@ pub struct OutputEntry {
 #[derive(Debug)]
 pub struct FlowEntry {
     pub spec: config::Flow,
-    pub ifindex: u32,
+    /// The input interface's index; `None` while it does not exist (the flow waits).
+    pub ifindex: Option<u32>,
     pub stats: Arc<FlowStats>,
     pub outputs: Vec<OutputEntry>,
+}
+
+impl FlowEntry {
+    /// "waiting" while the input interface is missing, else "active".
+    pub fn state(&self) -> &'static str {
+        if self.ifindex.is_some() {
+            "active"
+        } else {
+            "waiting"
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -87,6 +123,27 @@ pub struct Table {
     flows: Vec<FlowEntry>,
     index: FxHashMap<Key, u32>,
     has_ssm: bool,
+    /// The facts of every interface the config names, as compiled against.
+    links: LinkView,
+}
+
+/// Every interface a config names, inputs and outputs.
+pub fn interface_names(config: &Config) -> BTreeSet<&IfName> {
+    config
+        .flows
+        .iter()
+        .flat_map(|f| {
+            std::iter::once(&f.input.interface).chain(f.outputs.iter().map(|o| &o.interface))
+        })
+        .collect()
+}
+
+/// Errors that mean "the interface is not ready", not "the config is wrong".
+fn link_not_ready(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENETUNREACH | libc::ENETDOWN | libc::ENODEV | libc::ENXIO | libc::EADDRNOTAVAIL)
+    )
 }
 
 impl Table {
@@ -97,86 +154,76 @@ impl Table {
             flows: Vec::new(),
             index: FxHashMap::default(),
             has_ssm: false,
+            links: LinkView::new(),
         }
     }
 
-    /// Compiles `config`, reusing sockets and counters of `previous` where a flow or output is
-    /// unchanged.
+    /// Compiles `config` against `links` (which must hold every name the config uses),
+    /// reusing sockets and counters of `previous` where a flow or output is unchanged.
     pub fn compile(
         config: &Config,
+        links: &LinkView,
         env: &mut dyn Env,
         previous: Option<&Table>,
         generation: u64,
     ) -> Result<Table, TableError> {
-        let mut ifindexes: HashMap<&IfName, u32> = HashMap::new();
-        fn resolve<'c>(
-            cache: &mut HashMap<&'c IfName, u32>,
-            env: &mut dyn Env,
-            flow: &str,
-            name: &'c IfName,
-        ) -> Result<u32, TableError> {
-            if let Some(&i) = cache.get(name) {
-                return Ok(i);
-            }
-            let i = env
-                .ifindex(name)
-                .map_err(|source| TableError::NoInterface {
-                    flow: flow.to_string(),
-                    interface: name.to_string(),
-                    source,
-                })?;
-            cache.insert(name, i);
-            Ok(i)
-        }
-
+        let facts = |name: &IfName| links.get(name).cloned().flatten();
         let mode = config.relay.egress;
         let mut flows = Vec::with_capacity(config.flows.len());
         let mut index = FxHashMap::default();
         for flow in &config.flows {
-            let ifindex = resolve(&mut ifindexes, env, &flow.name, &flow.input.interface)?;
+            let ifindex = facts(&flow.input.interface).map(|f| f.ifindex);
             let old = previous.and_then(|p| p.flow_by_name(&flow.name));
             let stats = match old {
-                Some(o) if o.spec.input == flow.input && o.ifindex == ifindex => o.stats.clone(),
+                Some(o) if o.spec.input == flow.input => o.stats.clone(),
                 _ => Arc::default(),
             };
             let mut outputs = Vec::with_capacity(flow.outputs.len());
             for out in &flow.outputs {
-                let out_ifindex = resolve(&mut ifindexes, env, &flow.name, &out.interface)?;
-                let reused = old.and_then(|o| {
-                    o.outputs.iter().find(|e| {
-                        e.spec == *out && e.ifindex == out_ifindex && e.socket.mode() == mode
-                    })
-                });
-                let (socket, stats) = match reused {
-                    Some(e) => (e.socket.clone(), e.stats.clone()),
-                    None => {
-                        let socket = env.open_output(out, out_ifindex, mode).map_err(|source| {
-                            TableError::OutputSocket {
+                let old = old.and_then(|o| o.outputs.iter().find(|e| e.spec == *out));
+                let link = facts(&out.interface);
+                let (socket, link) = match (link, old) {
+                    (None, _) => (None, Err(Waiting::Missing)),
+                    (Some(l), _) if !l.up => (None, Err(Waiting::Down)),
+                    (Some(l), Some(o))
+                        if o.link.as_ref() == Ok(&l)
+                            && o.socket.as_ref().is_some_and(|s| s.mode() == mode) =>
+                    {
+                        (o.socket.clone(), Ok(l))
+                    }
+                    (Some(l), _) => match env.open_output(out, &l, mode) {
+                        Ok(socket) => (Some(Arc::new(socket)), Ok(l)),
+                        Err(e) if link_not_ready(&e) => {
+                            (None, Err(Waiting::Unreachable(e.to_string())))
+                        }
+                        Err(source) => {
+                            return Err(TableError::OutputSocket {
                                 flow: flow.name.clone(),
                                 interface: out.interface.to_string(),
                                 group: out.group,
                                 port: out.port,
                                 source,
-                            }
-                        })?;
-                        (Arc::new(socket), Arc::default())
-                    }
+                            })
+                        }
+                    },
                 };
                 outputs.push(OutputEntry {
                     spec: out.clone(),
-                    ifindex: out_ifindex,
                     socket,
-                    stats,
+                    link,
+                    stats: old.map_or_else(Arc::default, |o| o.stats.clone()),
                 });
             }
-            let key = Key {
-                ifindex,
-                group: u32::from(flow.input.group),
-                port: flow.input.port,
-                source: flow.input.source.map_or(0, u32::from),
-            };
-            // Validation already rejected duplicate inputs; the first flow wins regardless.
-            index.entry(key).or_insert(flows.len() as u32);
+            if let Some(ifindex) = ifindex {
+                let key = Key {
+                    ifindex,
+                    group: u32::from(flow.input.group),
+                    port: flow.input.port,
+                    source: flow.input.source.map_or(0, u32::from),
+                };
+                // Validation already rejected duplicate inputs; the first flow wins regardless.
+                index.entry(key).or_insert(flows.len() as u32);
+            }
             flows.push(FlowEntry {
                 spec: flow.clone(),
                 ifindex,
@@ -185,12 +232,41 @@ impl Table {
             });
         }
         let has_ssm = flows.iter().any(|f| f.spec.input.source.is_some());
+        let names = interface_names(config);
         Ok(Table {
             generation,
             flows,
             index,
             has_ssm,
+            links: links
+                .iter()
+                .filter(|(n, _)| names.contains(n))
+                .map(|(n, f)| (n.clone(), f.clone()))
+                .collect(),
         })
+    }
+
+    /// The facts of every interface the table's config names, as compiled against.
+    pub fn links(&self) -> &LinkView {
+        &self.links
+    }
+
+    /// Interfaces that do not exist, with the flows that wait for them (as input or output).
+    pub fn missing(&self) -> BTreeMap<IfName, Vec<String>> {
+        let mut missing: BTreeMap<IfName, Vec<String>> = BTreeMap::new();
+        for f in &self.flows {
+            let names = std::iter::once(&f.spec.input.interface)
+                .chain(f.spec.outputs.iter().map(|o| &o.interface));
+            for name in names {
+                if self.links.get(name).is_none_or(Option::is_none) {
+                    let flows = missing.entry(name.clone()).or_default();
+                    if flows.last() != Some(&f.spec.name) {
+                        flows.push(f.spec.name.clone());
+                    }
+                }
+            }
+        }
+        missing
     }
 
     pub fn generation(&self) -> u64 {
@@ -231,17 +307,19 @@ impl Table {
 
     /// Input interfaces in use, by index.
     pub fn input_ifindexes(&self) -> BTreeSet<u32> {
-        self.flows.iter().map(|f| f.ifindex).collect()
+        self.flows.iter().filter_map(|f| f.ifindex).collect()
     }
 
     /// The memberships the inputs need, one per distinct (interface, group, source).
     pub fn memberships(&self) -> BTreeSet<Membership> {
         self.flows
             .iter()
-            .map(|f| Membership {
-                ifindex: f.ifindex,
-                group: f.spec.input.group,
-                source: f.spec.input.source,
+            .filter_map(|f| {
+                Some(Membership {
+                    ifindex: f.ifindex?,
+                    group: f.spec.input.group,
+                    source: f.spec.input.source,
+                })
             })
             .collect()
     }
@@ -258,7 +336,7 @@ impl Table {
     pub fn input_name(&self, ifindex: u32) -> Option<&IfName> {
         self.flows
             .iter()
-            .find(|f| f.ifindex == ifindex)
+            .find(|f| f.ifindex == Some(ifindex))
             .map(|f| &f.spec.input.interface)
     }
 }
@@ -268,29 +346,50 @@ mod tests {
     use super::*;
     use std::path::Path;
 
-    /// Interfaces `ethN` have index N+1; sockets are plain unconnected UDP sockets.
+    /// Sockets are plain unconnected UDP sockets.
     #[derive(Default)]
     struct FakeEnv {
         opened: usize,
     }
 
     impl Env for FakeEnv {
-        fn ifindex(&mut self, name: &IfName) -> io::Result<u32> {
-            name.as_str()
-                .strip_prefix("eth")
-                .and_then(|n| n.parse::<u32>().ok())
-                .map(|n| n + 1)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENODEV))
-        }
         fn open_output(
             &mut self,
             _: &config::Output,
-            _: u32,
+            _: &LinkFacts,
             mode: EgressMode,
         ) -> io::Result<OutputSocket> {
             self.opened += 1;
             OutputSocket::unconnected_for_tests(mode)
         }
+    }
+
+    /// Interfaces `ethN` exist, up, with index N+1; other names do not exist.
+    fn links(config: &Config) -> LinkView {
+        interface_names(config)
+            .into_iter()
+            .map(|name| {
+                let facts = name
+                    .as_str()
+                    .strip_prefix("eth")
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .map(|n| LinkFacts {
+                        ifindex: n + 1,
+                        up: true,
+                        mtu: 1500,
+                        link_type: 1,
+                        mac: [2, 0, 0, 0, 0, n as u8],
+                        ipv4: vec![Ipv4Addr::new(10, 0, n as u8, 1)],
+                    });
+                (name.clone(), facts)
+            })
+            .collect()
+    }
+
+    fn compile(src: &str, env: &mut FakeEnv, previous: Option<&Table>) -> Table {
+        let c = config(src);
+        let generation = previous.map_or(1, |p| p.generation() + 1);
+        Table::compile(&c, &links(&c), env, previous, generation).unwrap()
     }
 
     fn config(src: &str) -> Config {
@@ -319,7 +418,7 @@ mod tests {
 
     #[test]
     fn lookup_matches_interface_group_port_and_prefers_the_source_specific_flow() {
-        let t = Table::compile(&config(TWO_FLOWS), &mut FakeEnv::default(), None, 1).unwrap();
+        let t = compile(TWO_FLOWS, &mut FakeEnv::default(), None);
         let any = ip("10.9.9.9");
         assert_eq!(t.lookup(1, any, ip("239.1.1.1"), 5001), Some(0));
         assert_eq!(
@@ -352,7 +451,7 @@ mod tests {
             input = { interface = "eth0", group = "232.1.1.1", port = 9, source = "10.0.0.1" }
             outputs = [ { interface = "eth1", group = "239.9.9.9", port = 9 } ]
         "#;
-        let t = Table::compile(&config(src), &mut FakeEnv::default(), None, 1).unwrap();
+        let t = compile(src, &mut FakeEnv::default(), None);
         assert_eq!(t.lookup(1, ip("10.0.0.1"), ip("232.1.1.1"), 9), Some(0));
         assert_eq!(t.lookup(1, ip("10.0.0.2"), ip("232.1.1.1"), 9), None);
     }
@@ -360,19 +459,19 @@ mod tests {
     #[test]
     fn unchanged_flows_and_outputs_keep_counters_and_sockets_across_compiles() {
         let mut env = FakeEnv::default();
-        let old = Table::compile(&config(TWO_FLOWS), &mut env, None, 1).unwrap();
+        let old = compile(TWO_FLOWS, &mut env, None);
         assert_eq!(env.opened, 4);
         old.flows[0].stats.add(100, 1);
         let changed = TWO_FLOWS.replace("239.9.9.11", "239.9.9.12");
-        let new = Table::compile(&config(&changed), &mut env, Some(&old), 2).unwrap();
+        let new = compile(&changed, &mut env, Some(&old));
         assert_eq!(
             env.opened, 5,
             "only flow c's changed output gets a new socket"
         );
         assert!(Arc::ptr_eq(&old.flows[0].stats, &new.flows[0].stats));
         assert!(Arc::ptr_eq(
-            &old.flows[1].outputs[1].socket,
-            &new.flows[1].outputs[1].socket
+            old.flows[1].outputs[1].socket.as_ref().unwrap(),
+            new.flows[1].outputs[1].socket.as_ref().unwrap()
         ));
         assert!(
             Arc::ptr_eq(&old.flows[2].stats, &new.flows[2].stats),
@@ -382,18 +481,27 @@ mod tests {
             &old.flows[2].outputs[0].stats,
             &new.flows[2].outputs[0].stats
         ));
+        let new_again = compile(&changed, &mut env, Some(&new));
+        assert_eq!(env.opened, 5, "nothing changed: nothing reopened");
+        assert_eq!(new_again.links(), new.links());
         assert_eq!(new.generation(), 2);
     }
 
     #[test]
     fn changing_the_egress_mode_reopens_every_output() {
         let mut env = FakeEnv::default();
-        let old = Table::compile(&config(TWO_FLOWS), &mut env, None, 1).unwrap();
-        assert_eq!(old.flows[0].outputs[0].socket.mode(), EgressMode::Packet);
+        let old = compile(TWO_FLOWS, &mut env, None);
+        assert_eq!(
+            old.flows[0].outputs[0].socket.as_ref().unwrap().mode(),
+            EgressMode::Packet
+        );
         let udp = format!("[relay]\negress = \"udp\"\n{TWO_FLOWS}");
-        let new = Table::compile(&config(&udp), &mut env, Some(&old), 2).unwrap();
+        let new = compile(&udp, &mut env, Some(&old));
         assert_eq!(env.opened, 8, "all four outputs opened again");
-        assert_eq!(new.flows[0].outputs[0].socket.mode(), EgressMode::Udp);
+        assert_eq!(
+            new.flows[0].outputs[0].socket.as_ref().unwrap().mode(),
+            EgressMode::Udp
+        );
         assert!(
             Arc::ptr_eq(&old.flows[0].stats, &new.flows[0].stats),
             "flow counters stay: the input did not change"
@@ -401,13 +509,53 @@ mod tests {
     }
 
     #[test]
-    fn a_missing_interface_names_the_flow() {
-        let src = TWO_FLOWS.replace("eth2", "nope0");
-        let err = Table::compile(&config(&src), &mut FakeEnv::default(), None, 1).unwrap_err();
-        let msg = err.to_string();
-        assert!(
-            msg.contains("flow `b`") && msg.contains("`nope0` does not exist"),
-            "{msg}"
+    fn a_missing_input_makes_its_flow_wait_and_a_missing_output_waits_alone() {
+        let src = TWO_FLOWS.replace("eth2", "nope0").replace(
+            "name = \"c\"\n        input = { interface = \"eth0\"",
+            "name = \"c\"\n        input = { interface = \"late0\"",
         );
+        let mut env = FakeEnv::default();
+        let t = compile(&src, &mut env, None);
+        assert_eq!(
+            env.opened, 3,
+            "every output on eth1, c's too: ready when its input comes"
+        );
+        assert_eq!(t.flows[2].state(), "waiting");
+        assert_eq!(t.flows[1].state(), "active");
+        assert_eq!(t.flows[1].outputs[1].link, Err(Waiting::Missing));
+        assert!(t.flows[1].outputs[1].socket.is_none());
+        assert_eq!(
+            t.lookup(1, ip("10.9.9.9"), ip("239.1.1.2"), 5001),
+            None,
+            "c waits: not in the index"
+        );
+        assert_eq!(t.memberships().len(), 2, "no membership for c");
+        let missing = t.missing();
+        assert_eq!(missing.len(), 2);
+        assert_eq!(missing[&IfName::new("nope0").unwrap()], vec!["b"]);
+        assert_eq!(missing[&IfName::new("late0").unwrap()], vec!["c"]);
+    }
+
+    #[test]
+    fn changed_link_facts_reopen_the_output_and_keep_its_counters() {
+        let c = config(TWO_FLOWS);
+        let mut env = FakeEnv::default();
+        let view = links(&c);
+        let old = Table::compile(&c, &view, &mut env, None, 1).unwrap();
+        let mut moved = view.clone();
+        let eth1 = IfName::new("eth1").unwrap();
+        moved.get_mut(&eth1).unwrap().as_mut().unwrap().mac[0] = 6;
+        let new = Table::compile(&c, &moved, &mut env, Some(&old), 2).unwrap();
+        assert_eq!(env.opened, 4 + 3, "the three outputs on eth1 reopened");
+        let (o, n) = (&old.flows[0].outputs[0], &new.flows[0].outputs[0]);
+        assert!(!Arc::ptr_eq(
+            o.socket.as_ref().unwrap(),
+            n.socket.as_ref().unwrap()
+        ));
+        assert!(Arc::ptr_eq(&o.stats, &n.stats), "counters stay");
+        moved.get_mut(&eth1).unwrap().as_mut().unwrap().up = false;
+        let down = Table::compile(&c, &moved, &mut env, Some(&new), 3).unwrap();
+        assert_eq!(down.flows[0].outputs[0].link, Err(Waiting::Down));
+        assert_eq!(env.opened, 7, "nothing opened on a down interface");
     }
 }

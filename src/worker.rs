@@ -178,6 +178,22 @@ impl Loop {
         self.pollfds
             .extend(self.rings.iter().map(|r| pollin(r.raw_fd())));
         sys::poll(&mut self.pollfds, HOUSEKEEPING.as_millis() as i32)?;
+        // A ring whose interface went down (or away) holds a pending socket error (ENETDOWN,
+        // ENODEV) that makes every poll return at once until it is read: read it, once per
+        // link event, so an idle worker sleeps again.
+        for (pfd, ring) in self.pollfds[1..].iter().zip(&self.rings) {
+            if pfd.revents & libc::POLLERR != 0 {
+                match ring.take_error() {
+                    Ok(errno) => log::debug!(
+                        "worker {}: ring on ifindex {}: {}",
+                        self.id,
+                        ring.ifindex(),
+                        io::Error::from_raw_os_error(errno)
+                    ),
+                    Err(e) => log::warn!("worker {}: SO_ERROR: {e}", self.id),
+                }
+            }
+        }
         Ok(())
     }
 
@@ -230,7 +246,9 @@ impl Loop {
             let Some(flow) = table.flow(fi) else { continue };
             flow.stats.add(d.payload.len(), now_ns);
             for (oi, out) in flow.outputs.iter().enumerate() {
-                let route = out.socket.route(d.payload.len());
+                // A waiting output (interface missing or down) has no socket.
+                let Some(socket) = &out.socket else { continue };
+                let route = socket.route(d.payload.len());
                 let token = Token::new(fi, oi, d.payload.len()).0;
                 // SAFETY: `d.payload` points into a frame this worker owns until
                 // `ring.release` below, which runs after every flush of these sends; the

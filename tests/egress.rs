@@ -181,33 +181,26 @@ fn outputs_on_links_without_ethernet_headers_send_through_udp() {
 }
 
 #[test]
-fn an_output_mtu_lowered_while_running_turns_into_counted_send_errors_not_silent_loss() {
+fn an_output_mtu_lowered_while_running_is_followed_and_larger_datagrams_fragment() {
     let _s = serial();
     let mut t = Topology::chain(1);
     let relay = t.start_relay(&config("packet"));
-    // The frame template read MTU 1500 when the output opened; now the link carries less.
+    // The frame template was built for MTU 1500; the link change rebuilds it for 1280, so
+    // 1400-byte datagrams take the UDP socket and are fragmented instead of failing.
     t.relay.ip(&["link", "set", "out0", "mtu", "1280"]);
+    t.wait_log(relay, "interfaces changed", 1);
     let sink = t.start_sink(
         0,
-        &["--group", "239.9.9.9", "--port", "5099", "--count", "2000"],
+        &["--group", "239.9.9.9", "--port", "5099", "--count", "4000"],
     );
     run_gen(&t, &gen_args("2000", "1400", "0"));
     run_gen(&t, &gen_args("2000", "1000", "1"));
     let report = t.sink_report(sink);
-    assert_eq!(num(&report["per_stream"][0], "stream"), 1, "{report}");
-    assert_clean(&report, 2000);
+    assert_clean(&report, 4000);
     let stats = t.stop_relay(relay);
-    let f = flow(&stats, "f");
-    assert_eq!(num(f, "packets"), 4000);
-    let out = &f["outputs"][0];
-    assert_eq!(num(out, "packets"), 2000, "the 1000-byte datagrams");
-    assert_eq!(
-        num(out, "send_errors"),
-        2000,
-        "every 1400-byte one, counted: {out}"
-    );
-    assert_eq!(out["errors_by_errno"][0][0], "EMSGSIZE", "{out}");
-    assert_eq!(num(&stats["drops"], "send_error"), 2000, "{stats}");
+    let out = &flow(&stats, "f")["outputs"][0];
+    assert_eq!(num(out, "packets"), 4000, "{out}");
+    assert_eq!(num(out, "send_errors"), 0, "{out}");
 }
 
 #[test]

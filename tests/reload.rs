@@ -3,9 +3,8 @@
 mod common;
 
 use std::net::Ipv4Addr;
-use std::process::Command;
 
-use common::{assert_clean, fds_and_rss, flow, igmp_groups, num, serial, Proc, Topology};
+use common::{assert_clean, fds_and_rss, flow, igmp_groups, num, serial, Topology};
 use nix::sys::signal::Signal;
 
 const HEADER: &str = "[relay]\nworkers = 1\nstats_interval = \"100ms\"\n";
@@ -24,28 +23,13 @@ fn has_flow(stats: &serde_json::Value, name: &str) -> bool {
 
 /// Starts tcpdump on `dev` in the relay namespace, capturing IGMP to a file.
 fn capture_igmp(t: &mut Topology, dev: &str) -> (usize, std::path::PathBuf) {
-    let pcap = t.dir.join("igmp.pcap");
-    let mut cmd = t.relay.command("tcpdump");
-    cmd.args(["-i", dev, "-U", "-n", "-w"])
-        .arg(&pcap)
-        .arg("igmp");
-    let mut p = Proc::spawn(cmd, &t.dir, "tcpdump");
-    p.wait_for(
-        "tcpdump listening",
-        std::time::Duration::from_secs(10),
-        |p| p.stderr().contains("listening on"),
-    );
+    let (p, pcap) = common::capture(&t.relay, &t.dir, dev, "igmp", "igmp");
     t.procs.push(p);
     (t.procs.len() - 1, pcap)
 }
 
 fn decode_igmp(pcap: &std::path::Path) -> String {
-    let out = Command::new("tcpdump")
-        .args(["-n", "-v", "-r"])
-        .arg(pcap)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    common::decode(pcap, &["-v"])
 }
 
 /// Packet sockets bound to interface `ifindex` in the relay namespace (`/proc/net/packet`).

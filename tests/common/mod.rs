@@ -416,6 +416,43 @@ impl Topology {
     }
 }
 
+/// Starts tcpdump on `dev` in `ns`, writing what matches `filter` to `dir/TAG.pcap`; returns
+/// once it listens. Stop it with `terminate_quietly`, then read the file with [`decode`].
+pub fn capture(ns: &Netns, dir: &Path, dev: &str, filter: &str, tag: &str) -> (Proc, PathBuf) {
+    let pcap = dir.join(format!("{tag}.pcap"));
+    let mut cmd = ns.command("tcpdump");
+    // Immediate mode: each packet is read (and, with -U, written) as it arrives, so the file
+    // is complete as soon as the traffic is.
+    cmd.args([
+        "-i",
+        dev,
+        "--immediate-mode",
+        "-B",
+        "16384",
+        "-U",
+        "-n",
+        "-w",
+    ])
+    .arg(&pcap)
+    .args(filter.split_whitespace());
+    let mut p = Proc::spawn(cmd, dir, tag);
+    p.wait_for("tcpdump listening", Duration::from_secs(10), |p| {
+        p.stderr().contains("listening on")
+    });
+    (p, pcap)
+}
+
+/// A capture file as `tcpdump -n -r` prints it, with extra `args` (`-v`, `-e`, ...).
+pub fn decode(pcap: &Path, args: &[&str]) -> String {
+    let out = Command::new("tcpdump")
+        .args(["-n", "-r"])
+        .arg(pcap)
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The process's open file descriptors and resident memory (KiB).
 pub fn fds_and_rss(pid: u32) -> (usize, u64) {
     let fds = fs::read_dir(format!("/proc/{pid}/fd")).unwrap().count();
