@@ -27,5 +27,6 @@ if ! command -v cargo >/dev/null; then
     exit 1
 fi
 
-# --no-fail-fast: one failing suite must not hide the others.
-cargo test --release --no-fail-fast "$@"
+# --no-fail-fast: one failing suite must not hide the others. fault-injection compiles in
+# the test-only hook that tests/faults.rs uses to make a worker fail; packages never have it.
+cargo test --release --no-fail-fast --features fault-injection "$@"

@@ -43,6 +43,8 @@ pub enum RunError {
     },
     #[error("{0}")]
     Privilege(#[from] crate::privilege::PrivilegeError),
+    #[error("worker {0} stopped ({1}); exiting so the service manager restarts mcr")]
+    WorkerDied(usize, String),
 }
 
 enum Event {
@@ -53,6 +55,8 @@ enum Event {
     Scrape(mpsc::SyncSender<(Snapshot, Status)>),
     /// rtnetlink reported a link or address change (or lost messages).
     LinksChanged,
+    /// A worker's loop ended by itself: an error from poll or io_uring, or a panic.
+    WorkerDied(usize, String),
 }
 
 /// How long file events are collected before one reload runs. Only complete writes count
@@ -313,7 +317,15 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     .map_err(|e| log::warn!("cannot follow interface changes ({e}); `mcr reload` re-reads them"))
     .ok();
     let links = links::read(interface_names(&config));
-    let mut relay = Relay::start(&config, &links, workers)?;
+    let on_worker_exit: crate::worker::OnExit = {
+        let events = std::sync::Mutex::new(events.clone());
+        std::sync::Arc::new(move |id, reason| {
+            if let Ok(tx) = events.lock() {
+                let _ = tx.send(Event::WorkerDied(id, reason));
+            }
+        })
+    };
+    let mut relay = Relay::start(&config, &links, workers, on_worker_exit)?;
     log_waiting(&BTreeMap::new(), &relay.table().missing());
     let services = match start_services(opts, &config, &events) {
         Ok(s) => s,
@@ -358,8 +370,11 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         last_reload: None,
         sample: None,
     };
-    serve(&mut state, &mut relay, &inbox, opts);
+    let ended = serve(&mut state, &mut relay, &inbox, opts);
     drop(services);
+    if let Err(e) = &ended {
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&e.to_string())]);
+    }
     let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
     signal_handle.close();
     let snap = relay.shutdown();
@@ -373,7 +388,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         state.reloads_ok,
         state.reloads_failed
     );
-    Ok(())
+    ended
 }
 
 /// Forwards SIGINT, SIGTERM and SIGHUP to the control thread as events.
@@ -461,8 +476,15 @@ impl Timers {
     }
 }
 
-/// The control thread's loop: every event, every timer, until a stop signal.
-fn serve(state: &mut State, relay: &mut Relay, inbox: &mpsc::Receiver<Event>, opts: &RunOptions) {
+/// The control thread's loop: every event, every timer, until a stop signal (`Ok`) or a
+/// worker that died (`Err`: the relay no longer forwards everything, so it must not go on
+/// looking healthy; systemd's `Restart=on-failure` brings a fresh one).
+fn serve(
+    state: &mut State,
+    relay: &mut Relay,
+    inbox: &mpsc::Receiver<Event>,
+    opts: &RunOptions,
+) -> Result<(), RunError> {
     let mut previous: Option<(Snapshot, Instant)> = None;
     let mut timers = Timers {
         stats_tick: state.stats_interval.map(|i| Instant::now() + i),
@@ -479,7 +501,12 @@ fn serve(state: &mut State, relay: &mut Relay, inbox: &mpsc::Receiver<Event>, op
             }
             Ok(Event::Signal(s)) => {
                 log::info!("signal {s}: shutting down");
-                return;
+                return Ok(());
+            }
+            Ok(Event::WorkerDied(id, reason)) => {
+                let e = RunError::WorkerDied(id, reason);
+                log::error!("{e}");
+                return Err(e);
             }
             Ok(Event::FileChanged) => {
                 timers
@@ -503,7 +530,7 @@ fn serve(state: &mut State, relay: &mut Relay, inbox: &mpsc::Receiver<Event>, op
                 let _ = reply.send((state.stats(relay), state.status(relay)));
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
         let now = Instant::now();
         if timers.links.is_some_and(|t| t <= now) {

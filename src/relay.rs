@@ -20,7 +20,7 @@ use crate::links::{LinkFacts, LinkView};
 use crate::membership::Memberships;
 use crate::stats::{FlowSnapshot, OutputSnapshot, Snapshot, WorkerStats};
 use crate::table::{Env, Table, TableError};
-use crate::worker::{Command, Worker};
+use crate::worker::{Command, OnExit, Worker};
 
 /// Frames per receive ring: 4096 × 2 KiB = 8 MiB per (worker, interface) at MTU 1500, which
 /// holds ~20 ms at 200k pps while a worker is busy elsewhere.
@@ -106,7 +106,13 @@ pub struct Relay {
 impl Relay {
     /// Compiles `config` against `links`, opens rings, starts `workers` threads and joins the
     /// input groups. Flows whose interfaces are missing wait; they do not stop the start.
-    pub fn start(config: &Config, links: &LinkView, workers: usize) -> Result<Relay, StartError> {
+    /// `on_worker_exit` is told when a worker ends by itself (see [`OnExit`]).
+    pub fn start(
+        config: &Config,
+        links: &LinkView,
+        workers: usize,
+        on_worker_exit: OnExit,
+    ) -> Result<Relay, StartError> {
         let table = Table::compile(config, links, &mut Host, None, 1)?;
         let inputs = table.input_ifindexes();
         let mut rings: Vec<Vec<Ring>> = (0..workers).map(|_| Vec::new()).collect();
@@ -121,7 +127,7 @@ impl Relay {
         let shared = Arc::new(ArcSwap::from_pointee(table));
         let mut started = Vec::with_capacity(workers);
         for (id, rings) in rings.into_iter().enumerate() {
-            let w = Worker::spawn(id, shared.clone(), rings)
+            let w = Worker::spawn(id, shared.clone(), rings, on_worker_exit.clone())
                 .map_err(|source| StartError::Worker { id, source })?;
             started.push(w);
         }

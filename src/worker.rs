@@ -43,6 +43,11 @@ pub enum Command {
     Stop,
 }
 
+/// Called once, from the worker's thread, when its loop ends by itself — an error from
+/// poll or io_uring, or a panic — with the worker's id and what happened. Never called for a
+/// stop the control thread asked for.
+pub type OnExit = Arc<dyn Fn(usize, String) + Send + Sync>;
+
 /// The control thread's handle on one worker.
 pub struct Worker {
     thread: Option<JoinHandle<()>>,
@@ -53,7 +58,12 @@ pub struct Worker {
 
 impl Worker {
     /// Starts worker `id` on `rings`; returns once its io_uring is set up (or failed).
-    pub fn spawn(id: usize, table: Arc<ArcSwap<Table>>, rings: Vec<Ring>) -> io::Result<Worker> {
+    pub fn spawn(
+        id: usize,
+        table: Arc<ArcSwap<Table>>,
+        rings: Vec<Ring>,
+        on_exit: OnExit,
+    ) -> io::Result<Worker> {
         let wake = Arc::new(EventFd::from_flags(
             EfdFlags::EFD_NONBLOCK | EfdFlags::EFD_CLOEXEC,
         )?);
@@ -85,8 +95,15 @@ impl Worker {
                     stats: state.1,
                     pollfds: Vec::new(),
                 };
-                if let Err(e) = w.run() {
-                    log::error!("worker {id} stopped: {e}");
+                let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run()));
+                let reason = match ended {
+                    Ok(Ok(())) => None,
+                    Ok(Err(e)) => Some(e.to_string()),
+                    Err(panic) => Some(format!("panicked: {}", panic_message(&*panic))),
+                };
+                if let Some(reason) = reason {
+                    log::error!("worker {id} stopped: {reason}");
+                    on_exit(id, reason);
                 }
                 w.collect_ring_stats();
             })?;
@@ -161,6 +178,8 @@ impl Loop {
             }
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 self.collect_ring_stats();
+                #[cfg(feature = "fault-injection")]
+                fault::inject(self.id)?;
                 last_housekeeping = Instant::now();
             }
         }
@@ -282,6 +301,14 @@ impl Loop {
     }
 }
 
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".into())
+}
+
 fn reject_reason(reject: wire::Reject) -> Drop {
     match reject {
         wire::Reject::Fragment => Drop::Fragment,
@@ -338,6 +365,25 @@ fn complete(table: &Table, token: u64, result: i32) {
         .and_then(|f| f.outputs.get(token.output()))
     {
         out.stats.record(token.outcome(result));
+    }
+}
+
+/// Test builds only (`--features fault-injection`, never in a package): a worker fails on
+/// purpose at its housekeeping tick when the file named by `MCR_FAULT_FILE` exists and says
+/// `panic` or `error`, so tests can prove a dead worker never leaves a healthy-looking relay.
+#[cfg(feature = "fault-injection")]
+mod fault {
+    pub fn inject(worker: usize) -> std::io::Result<()> {
+        let Some(path) = std::env::var_os("MCR_FAULT_FILE") else {
+            return Ok(());
+        };
+        match std::fs::read_to_string(path).unwrap_or_default().trim() {
+            "panic" => panic!("fault injected into worker {worker}"),
+            "error" => Err(std::io::Error::other(format!(
+                "fault injected into worker {worker}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -260,6 +260,11 @@ impl Topology {
 
     /// Starts `mcr run` in the relay namespace and waits until it reports ready.
     pub fn start_relay(&mut self, config: &str) -> usize {
+        self.start_relay_env(config, &[])
+    }
+
+    /// [`Topology::start_relay`] with extra environment variables for the relay.
+    pub fn start_relay_env(&mut self, config: &str, env: &[(&str, &str)]) -> usize {
         let path = self.write("mcr.toml", config);
         let mut cmd = self.relay.command(MCR);
         cmd.args(["run", "-c"])
@@ -267,6 +272,7 @@ impl Topology {
             .arg("--stats-json")
             .arg(self.dir.join("stats.json"));
         cmd.env("RUST_LOG", "info");
+        cmd.envs(env.iter().copied());
         let mut p = Proc::spawn(cmd, &self.dir, "relay");
         p.wait_for("relay ready", Duration::from_secs(20), |p| {
             p.stderr().contains("ready:")
