@@ -101,6 +101,7 @@ command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v rpm >/dev/null || need+=(rpm)
 command -v ansible-playbook >/dev/null || need+=(ansible-core)
 command -v strace >/dev/null || need+=(strace)
+command -v promtool >/dev/null || need+=(prometheus)
 command -v ip >/dev/null || need+=(iproute2)
 command -v groff >/dev/null || need+=(groff-base)
 [ -x /usr/bin/python3 ] || need+=(python3)
@@ -222,6 +223,7 @@ workers = 1
 stats_interval = "0s"
 control_socket = "$sock"
 metrics = "127.0.0.1:9810"   # inside the relay namespace
+idle_after = "1h"            # strace is slow: flow 'one' stays active for the status check
 
 [[flow]]
 name = "one"
@@ -571,6 +573,26 @@ expect "run with port 70000 fails at the validate step, mcr check's PATH:LINE:CO
 expect "after the failed run /etc/mcr.toml is byte-identical (sha256 ${good:0:16}...)" \
     test "$(sha /etc/mcr.toml)" = "$good"
 cd "$root"
+
+step "7. Prometheus alerting rules and Grafana dashboard (packaging/prometheus, packaging/grafana)"
+expect "promtool check rules packaging/prometheus/mcr-alerts.yml" \
+    promtool check rules "$root/packaging/prometheus/mcr-alerts.yml"
+expect "promtool test rules: each alert fires on its trigger and stays quiet otherwise" \
+    bash -c "cd '$root/packaging/prometheus' && promtool test rules mcr-alerts.test.yml"
+# Every metric a dashboard query or an alert uses is one that src/metrics.rs registers.
+expect "the dashboard is valid JSON and it and the alerts query only metrics mcr exports" \
+    /usr/bin/python3 - "$root" <<'PY'
+import json, re, sys
+root = sys.argv[1]
+names = re.findall(r'r\.register\(\s*"([a-z_]+)"', open(f"{root}/src/metrics.rs").read())
+served = {f"mcr_{n}{suffix}" for n in names for suffix in ("", "_total", "_info")}
+dash = json.load(open(f"{root}/packaging/grafana/mcr-dashboard.json"))
+exprs = [t["expr"] for p in dash["panels"] for t in p["targets"]]
+exprs += re.findall(r"expr: (.*)", open(f"{root}/packaging/prometheus/mcr-alerts.yml").read())
+used = {m for e in exprs for m in re.findall(r"\b(mcr_[a-z_]+)", e)}
+unknown = used - served
+assert names and exprs and not unknown, f"unknown metrics: {sorted(unknown)}"
+PY
 
 dpkg --purge mcr </dev/null >/dev/null
 expect "package purged at the end" bash -c "! dpkg-query -W -f='\${Status}' mcr 2>/dev/null | grep -q installed"

@@ -143,6 +143,16 @@ struct SinkArgs {
 }
 
 /// Runs the command line; the process exit code.
+/// `mcr status`'s exit status: 0 when every flow is active and every output up, 3 when
+/// something is not forwarding (1 is kept for "cannot ask the relay").
+fn health_code(s: &control::Status) -> ExitCode {
+    if s.unhealthy.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(3)
+    }
+}
+
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"))
@@ -199,7 +209,7 @@ pub fn main() -> ExitCode {
             match control::call(&socket, control::Command::Status) {
                 Ok(Reply::Status(s)) if json => {
                     println!("{}", serde_json::to_string(&s).unwrap_or_default());
-                    ExitCode::SUCCESS
+                    health_code(&s)
                 }
                 Ok(Reply::Status(s)) => {
                     println!("version:        {}", s.version);
@@ -239,7 +249,16 @@ pub fn main() -> ExitCode {
                             None => println!("interface:      {name} missing (flows wait for it)"),
                         }
                     }
-                    ExitCode::SUCCESS
+                    let states: Vec<String> = s
+                        .flow_states
+                        .iter()
+                        .map(|(k, n)| format!("{n} {k}"))
+                        .collect();
+                    println!("flows:          {}", states.join(", "));
+                    for line in &s.unhealthy {
+                        println!("not forwarding: {line}");
+                    }
+                    health_code(&s)
                 }
                 Ok(other) => unexpected(other),
                 Err(e) => {
@@ -343,8 +362,8 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<30} {:>12} {:>14} {:>10} {:>9} {:>9} {:>8} {:>8}",
-        "FLOW / OUTPUT", "PACKETS", "BYTES", "PPS", "MBIT/S", "IDLE", "FULL", "ERRORS"
+        "{:<30} {:<8} {:>12} {:>14} {:>10} {:>9} {:>9} {:>8} {:>8}",
+        "FLOW / OUTPUT", "STATE", "PACKETS", "BYTES", "PPS", "MBIT/S", "IDLE", "FULL", "ERRORS"
     );
     for f in &snap.flows {
         let idle = f
@@ -352,16 +371,24 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
             .map_or_else(|| "never".to_string(), |s| format!("{s:.1}s"));
         let _ = writeln!(
             out,
-            "{:<30} {:>12} {:>14} {:>10.0} {:>9.2} {:>9} {:>8} {:>8}",
-            f.name, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
+            "{:<30} {:<8} {:>12} {:>14} {:>10.0} {:>9.2} {:>9} {:>8} {:>8}",
+            f.name, f.state, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
         );
         for o in &f.outputs {
             let via = if o.egress == "udp" { " [udp]" } else { "" };
             let target = format!("  > {} {}:{}{via}", o.interface, o.group, o.port);
             let _ = writeln!(
                 out,
-                "{:<30} {:>12} {:>14} {:>10} {:>9} {:>9} {:>8} {:>8}",
-                target, o.packets, o.bytes, "", "", "", o.egress_full, o.send_errors
+                "{:<30} {:<8} {:>12} {:>14} {:>10} {:>9} {:>9} {:>8} {:>8}",
+                target,
+                o.state.split(':').next().unwrap_or(""),
+                o.packets,
+                o.bytes,
+                "",
+                "",
+                "",
+                o.egress_full,
+                o.send_errors
             );
         }
     }

@@ -49,6 +49,15 @@ pub const DEFAULT_TTL: u8 = 1;
 /// How often statistics are logged when `stats_interval` is not set.
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 
+/// How long a flow may go without an input packet before it is `idle`, unless
+/// `[relay] idle_after` or the flow's own `idle_after` says otherwise.
+pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(5);
+
+/// Bounds of `idle_after`: shorter than a stats sample is noise, longer than a day is
+/// never noticed.
+pub const IDLE_AFTER_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(86_400));
+
 /// Longest interface name Linux accepts, in bytes (`IFNAMSIZ` minus the NUL).
 const MAX_IFNAME_LEN: usize = 15;
 
@@ -77,6 +86,8 @@ pub struct RelaySettings {
     pub user: Option<String>,
     /// How outputs send: prebuilt frames through `AF_PACKET`, or the kernel's UDP stack.
     pub egress: EgressMode,
+    /// A flow with no input packet for this long is `idle` (flows may override it).
+    pub idle_after: Duration,
 }
 
 /// How outputs send (`[relay] egress`).
@@ -115,6 +126,7 @@ impl Default for RelaySettings {
             metrics: None,
             user: None,
             egress: EgressMode::Packet,
+            idle_after: DEFAULT_IDLE_AFTER,
         }
     }
 }
@@ -123,6 +135,8 @@ impl Default for RelaySettings {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Flow {
     pub name: String,
+    /// This flow's `idle_after`, if it sets one; else `[relay] idle_after` applies.
+    pub idle_after: Option<Duration>,
     pub input: Input,
     pub outputs: Vec<Output>,
 }
@@ -432,6 +446,7 @@ mod tests {
         assert!(config.relay.watch);
         let flow = |name: &str, input: [u8; 4], output: [u8; 4]| Flow {
             name: name.to_string(),
+            idle_after: None,
             input: Input {
                 interface: ifname("mcr-in"),
                 group: Ipv4Addr::from(input),
@@ -494,7 +509,7 @@ mod tests {
         let config = parse(
             "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
              control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
-             egress = \"udp\"\n",
+             egress = \"udp\"\nidle_after = \"30s\"\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -507,6 +522,7 @@ mod tests {
                 metrics: Some("127.0.0.1:9810".parse().unwrap()),
                 user: Some("mcr".to_string()),
                 egress: EgressMode::Udp,
+                idle_after: Duration::from_secs(30),
             }
         );
         assert_eq!(

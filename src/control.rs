@@ -66,6 +66,31 @@ pub struct Status {
     /// while it does not exist (its flows or outputs wait).
     #[serde(default)]
     pub interfaces: std::collections::BTreeMap<String, Option<InterfaceStatus>>,
+    /// Flows per state ("active", "idle", "waiting").
+    #[serde(default)]
+    pub flow_states: std::collections::BTreeMap<String, usize>,
+    /// Every flow that is not active and every output that is not up, one line each;
+    /// empty when everything forwards. `mcr status` exits 3 when it is not empty.
+    #[serde(default)]
+    pub unhealthy: Vec<String>,
+}
+
+impl Status {
+    /// Fills `flow_states` and `unhealthy` from a snapshot's states.
+    pub fn set_health(&mut self, snap: &crate::stats::Snapshot) {
+        for f in &snap.flows {
+            *self.flow_states.entry(f.state.clone()).or_default() += 1;
+            if f.state != "active" {
+                self.unhealthy.push(format!("flow {}: {}", f.name, f.state));
+            }
+            for o in f.outputs.iter().filter(|o| o.state != "up") {
+                self.unhealthy.push(format!(
+                    "flow {} output {} {}:{}: {}",
+                    f.name, o.interface, o.group, o.port, o.state
+                ));
+            }
+        }
+    }
 }
 
 /// What mcr last read of one interface.

@@ -5,7 +5,7 @@
 //! `notify` thread), control-socket requests and scrapes all arrive as [`Event`]s on one
 //! channel, so every read and change of relay state happens on this one thread.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -92,6 +92,8 @@ struct State {
     stats_interval: Option<Duration>,
     /// The latest counter sample, for rates.
     sample: Option<(Snapshot, Instant)>,
+    /// Flow and output states at the latest sample, for logging changes once.
+    states: HashMap<String, String>,
 }
 
 impl State {
@@ -104,7 +106,7 @@ impl State {
                 .map_or_else(|| format!("ifindex-{ifindex}"), |n| n.to_string());
             groups.insert(name, n);
         }
-        Status {
+        let mut status = Status {
             version: env!("CARGO_PKG_VERSION").to_string(),
             pid: std::process::id(),
             uptime_seconds: self.started.elapsed().as_secs_f64(),
@@ -122,7 +124,35 @@ impl State {
                 .iter()
                 .map(|(name, f)| (name.to_string(), f.as_ref().map(Into::into)))
                 .collect(),
+            ..Status::default()
+        };
+        status.set_health(&relay.snapshot());
+        status
+    }
+
+    /// Logs every flow and output whose state changed since the previous sample (not the
+    /// first state seen: waiting interfaces are logged by [`log_waiting`], and every flow
+    /// starts idle).
+    fn note_states(&mut self, snap: &Snapshot) {
+        let mut now = HashMap::with_capacity(self.states.len());
+        for f in &snap.flows {
+            let key = format!("flow {}", f.name);
+            if let Some(old) = self.states.get(&key).filter(|&old| *old != f.state) {
+                log::info!("{key}: {old} -> {}", f.state);
+            }
+            now.insert(key, f.state.clone());
+            for o in &f.outputs {
+                let key = format!(
+                    "flow {} output {} {}:{}",
+                    f.name, o.interface, o.group, o.port
+                );
+                if let Some(old) = self.states.get(&key).filter(|&old| *old != o.state) {
+                    log::info!("{key}: {old} -> {}", o.state);
+                }
+                now.insert(key, o.state.clone());
+            }
         }
+        self.states = now;
     }
 
     /// Counters now, with rates over the latest sampling period.
@@ -285,6 +315,7 @@ fn log_waiting(before: &BTreeMap<IfName, Vec<String>>, after: &BTreeMap<IfName, 
 fn ready_status(relay: &Relay) -> String {
     let table = relay.table();
     let waiting = table.flows().iter().filter(|f| f.ifindex.is_none()).count();
+
     format!(
         "generation {}: {} flows ({} waiting for an interface), {} groups on {} interfaces",
         table.generation(),
@@ -369,6 +400,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         reloads_failed: 0,
         last_reload: None,
         sample: None,
+        states: HashMap::new(),
     };
     let ended = serve(&mut state, &mut relay, &inbox, opts);
     drop(services);
@@ -544,7 +576,9 @@ fn serve(
             }
         }
         if timers.sample <= now {
-            state.sample = Some((relay.snapshot(), now));
+            let snap = relay.snapshot();
+            state.note_states(&snap);
+            state.sample = Some((snap, now));
             timers.sample = now + RATE_SAMPLE;
         }
         if timers.stats_tick.is_some_and(|t| t <= now) {

@@ -31,8 +31,22 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
     let out_packets = counter();
     let out_bytes = counter();
     let out_drops = counter();
+    let int_gauge = || Family::<Labels, Gauge>::default();
+    let flow_up = int_gauge();
+    let flow_state = int_gauge();
+    let out_up = int_gauge();
     for f in &snap.flows {
         let l = vec![("flow".to_string(), f.name.clone())];
+        flow_up
+            .get_or_create(&l)
+            .set(i64::from(f.state == "active"));
+        for state in crate::table::FlowState::ALL.map(crate::table::FlowState::name) {
+            let mut sl = l.clone();
+            sl.push(("state".to_string(), state.to_string()));
+            flow_state
+                .get_or_create(&sl)
+                .set(i64::from(f.state == state));
+        }
         flow_packets.get_or_create(&l).inc_by(f.packets);
         flow_bytes.get_or_create(&l).inc_by(f.bytes);
         if let Some(age) = f.idle_seconds {
@@ -45,6 +59,7 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
                 ("group".to_string(), o.group.clone()),
                 ("port".to_string(), o.port.to_string()),
             ];
+            out_up.get_or_create(&ol).set(i64::from(o.state == "up"));
             out_packets.get_or_create(&ol).inc_by(o.packets);
             out_bytes.get_or_create(&ol).inc_by(o.bytes);
             for (reason, n) in [
@@ -57,6 +72,21 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
             }
         }
     }
+    r.register(
+        "flow_up",
+        "1 when the flow is active (a packet within its idle_after), else 0",
+        flow_up,
+    );
+    r.register(
+        "flow_state",
+        "The flow's state: 1 for the current one of active, idle, waiting",
+        flow_state,
+    );
+    r.register(
+        "output_up",
+        "1 when the output can send, 0 while it waits for its interface",
+        out_up,
+    );
     r.register("flow_packets", "Packets received for a flow", flow_packets);
     r.register(
         "flow_bytes",

@@ -266,7 +266,7 @@ impl Relay {
                 .iter()
                 .map(|f| {
                     let mut s = FlowSnapshot::read(&f.spec.name, &f.stats, now_ns);
-                    s.state = f.state().to_string();
+                    s.state = f.state(now_ns).name().to_string();
                     s.outputs = f
                         .outputs
                         .iter()

@@ -199,7 +199,8 @@ pub struct FlowSnapshot {
     /// Seconds since the last packet; `None` if none arrived yet.
     #[serde(default)]
     pub idle_seconds: Option<f64>,
-    /// "active", or "waiting" while its input interface does not exist.
+    /// "active", "idle" (no packet within its `idle_after`) or "waiting" (its input
+    /// interface does not exist).
     #[serde(default)]
     pub state: String,
 }

@@ -94,15 +94,46 @@ pub struct FlowEntry {
     pub ifindex: Option<u32>,
     pub stats: Arc<FlowStats>,
     pub outputs: Vec<OutputEntry>,
+    /// No input packet for this long makes the flow `idle` (the flow's or `[relay]`'s).
+    pub idle_after: std::time::Duration,
+}
+
+/// What a flow is doing, as `mcr stats`, `mcr status` and the metrics report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum FlowState {
+    /// A packet arrived within `idle_after`.
+    Active,
+    /// No packet within `idle_after` (or none yet).
+    Idle,
+    /// The input interface does not exist.
+    Waiting,
+}
+
+impl FlowState {
+    pub const ALL: [FlowState; 3] = [FlowState::Active, FlowState::Idle, FlowState::Waiting];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FlowState::Active => "active",
+            FlowState::Idle => "idle",
+            FlowState::Waiting => "waiting",
+        }
+    }
 }
 
 impl FlowEntry {
-    /// "waiting" while the input interface is missing, else "active".
-    pub fn state(&self) -> &'static str {
-        if self.ifindex.is_some() {
-            "active"
+    /// The flow's state at `now_ns` ([`crate::stats::monotonic_ns`]).
+    pub fn state(&self, now_ns: u64) -> FlowState {
+        use std::sync::atomic::Ordering::Relaxed;
+        if self.ifindex.is_none() {
+            return FlowState::Waiting;
+        }
+        let last = self.stats.last_seen_ns.load(Relaxed);
+        let idle_ns = u64::try_from(self.idle_after.as_nanos()).unwrap_or(u64::MAX);
+        if last == 0 || now_ns.saturating_sub(last) > idle_ns {
+            FlowState::Idle
         } else {
-            "waiting"
+            FlowState::Active
         }
     }
 }
@@ -229,6 +260,7 @@ impl Table {
                 ifindex,
                 stats,
                 outputs,
+                idle_after: flow.idle_after.unwrap_or(config.relay.idle_after),
             });
         }
         let has_ssm = flows.iter().any(|f| f.spec.input.source.is_some());
@@ -520,8 +552,15 @@ mod tests {
             env.opened, 3,
             "every output on eth1, c's too: ready when its input comes"
         );
-        assert_eq!(t.flows[2].state(), "waiting");
-        assert_eq!(t.flows[1].state(), "active");
+        assert_eq!(t.flows[2].state(1), FlowState::Waiting);
+        assert_eq!(t.flows[1].state(1), FlowState::Idle, "no packet yet");
+        t.flows[1].stats.add(10, 1_000_000_000);
+        assert_eq!(t.flows[1].state(5_000_000_000), FlowState::Active);
+        assert_eq!(
+            t.flows[1].state(7_000_000_000),
+            FlowState::Idle,
+            "5 s default"
+        );
         assert_eq!(t.flows[1].outputs[1].link, Err(Waiting::Missing));
         assert!(t.flows[1].outputs[1].socket.is_none());
         assert_eq!(

@@ -15,7 +15,7 @@ fn flow_a() -> &'static str {
 fn header(t: &Topology, extra: &str) -> String {
     let sock = t.dir.join("control.sock");
     format!(
-        "[relay]\nworkers = 1\nstats_interval = \"0s\"\ncontrol_socket = \"{}\"\n{extra}",
+        "[relay]\nworkers = 1\nstats_interval = \"0s\"\nidle_after = \"1h\"\ncontrol_socket = \"{}\"\n{extra}",
         sock.display()
     )
 }
@@ -90,7 +90,7 @@ fn stats_status_and_reload_over_the_control_socket() {
     assert!(!ok);
     let path = t.config_path().display().to_string();
     assert!(
-        err.contains(&format!("reload rejected: {path}:10:")),
+        err.contains(&format!("reload rejected: {path}:11:")),
         "{err}"
     );
     let (_, out, _) = mcr(&t, &["status", "--json"]);
@@ -100,7 +100,7 @@ fn stats_status_and_reload_over_the_control_socket() {
     assert_eq!(status["config_hash"], hash.as_str());
     // The same broken bytes again are the same rejection: answered, not counted twice.
     let (ok, _, err) = mcr(&t, &["reload"]);
-    assert!(!ok && err.contains(&format!("{path}:10:")), "{err}");
+    assert!(!ok && err.contains(&format!("{path}:11:")), "{err}");
     let (_, out, _) = mcr(&t, &["status", "--json"]);
     let status: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(num(&status, "reloads_failed"), 1);
@@ -122,6 +122,72 @@ fn stats_status_and_reload_over_the_control_socket() {
     t.stop_relay(relay);
     let (ok, _, err) = mcr(&t, &["status"]);
     assert!(!ok && err.contains("is mcr running?"), "{err}");
+}
+
+/// `mcr status`'s exit code and stdout.
+fn status_code(t: &Topology) -> (Option<i32>, String) {
+    let out = Command::new(MCR)
+        .args(["status", "--socket"])
+        .arg(t.dir.join("control.sock"))
+        .output()
+        .unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Waits until `mcr status` exits with `code`; returns its output.
+fn wait_status_code(t: &Topology, code: i32) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let (got, out) = status_code(t);
+        if got == Some(code) {
+            return out;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "mcr status never exited {code}; last {got:?}:\n{out}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn flow_health_goes_idle_active_idle_and_mcr_status_exit_code_follows() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    let config = format!(
+        "{}{}",
+        header(&t, "").replace("idle_after = \"1h\"", "idle_after = \"500ms\""),
+        flow_a()
+    );
+    let relay = t.start_relay(&config);
+    // No packet yet: idle, and mcr status says so with exit status 3.
+    let out = wait_status_code(&t, 3);
+    assert!(out.contains("not forwarding: flow a: idle"), "{out}");
+    assert!(out.contains("flows:          1 idle"), "{out}");
+
+    // 4 s of traffic: active (exit 0) while it flows.
+    let gen = t.spawn_gen(&[
+        "--group",
+        "239.1.1.1",
+        "--port",
+        "5001",
+        "--count",
+        "4000",
+        "--rate",
+        "1000",
+    ]);
+    let out = wait_status_code(&t, 0);
+    assert!(out.contains("flows:          1 active"), "{out}");
+    t.gen_report(gen);
+    // Then idle again, and each change logged once.
+    wait_status_code(&t, 3);
+    t.wait_log(relay, "flow a: active -> idle", 1);
+    assert_eq!(t.log_count(relay, "flow a: idle -> active"), 1);
+    assert_eq!(t.log_count(relay, "flow a: active -> idle"), 1);
+    t.stop_relay(relay);
 }
 
 /// Parses an OpenMetrics text exposition into sample name+labels → value, checking its shape.
@@ -211,6 +277,10 @@ fn prometheus_endpoint_exposes_flow_output_drop_and_reload_metrics() {
         0.0
     );
     assert_eq!(m["mcr_drops_total{reason=\"no_match\"}"], 10.0);
+    assert_eq!(m["mcr_flow_up{flow=\"a\"}"], 1.0);
+    assert_eq!(m["mcr_flow_state{flow=\"a\",state=\"active\"}"], 1.0);
+    assert_eq!(m["mcr_flow_state{flow=\"a\",state=\"idle\"}"], 0.0);
+    assert_eq!(m[&format!("mcr_output_up{{{labels}}}")], 1.0);
     assert_eq!(m["mcr_reload_generation"], 1.0);
     assert_eq!(m["mcr_reloads_total{result=\"failed\"}"], 0.0);
     assert_eq!(m["mcr_joined_groups{interface=\"in0\"}"], 1.0);

@@ -34,6 +34,7 @@ pub(super) struct RawRelay {
     pub metrics: Option<Spanned<String>>,
     pub user: Option<Spanned<String>>,
     pub egress: Option<Spanned<String>>,
+    pub idle_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -42,6 +43,7 @@ pub(super) struct RawFlow {
     pub name: Option<Spanned<String>>,
     pub input: Option<Spanned<RawInput>>,
     pub outputs: Option<Spanned<Vec<Spanned<RawOutput>>>>,
+    pub idle_after: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

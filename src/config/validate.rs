@@ -195,7 +195,13 @@ impl Validator<'_> {
                 defaults.egress
             }
         };
+        let idle_after = raw
+            .idle_after
+            .as_ref()
+            .and_then(|d| self.idle_after(d))
+            .unwrap_or(defaults.idle_after);
         RelaySettings {
+            idle_after,
             workers,
             stats_interval,
             watch: raw.watch.unwrap_or(defaults.watch),
@@ -227,6 +233,26 @@ impl Validator<'_> {
         flows
     }
 
+    /// An `idle_after` duration within [`IDLE_AFTER_RANGE`], or an error at its span.
+    fn idle_after(&mut self, raw: &Spanned<String>) -> Option<std::time::Duration> {
+        let (min, max) = super::IDLE_AFTER_RANGE;
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if (min..=max).contains(&d) => Some(d),
+            Ok(_) | Err(_) => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "idle_after {:?} is not a duration between {} and {}; write one such as \"5s\" or \"2m\" (a flow with no packet for that long is reported idle)",
+                        raw.get_ref(),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// Validates one flow and records what later flows are checked against.
     /// Returns the flow only if every part of it is valid.
     fn flow(&mut self, raw: &Spanned<RawFlow>, seen: &mut Seen) -> Option<Flow> {
@@ -243,8 +269,13 @@ impl Validator<'_> {
             self.unique_input(input, input_span, &label, seen);
         }
         let outputs = self.flow_outputs(raw, &span, &label, &mut seen.outputs);
+        let idle_after = match &raw.idle_after {
+            Some(d) => Some(self.idle_after(d)?),
+            None => None,
+        };
 
         Some(Flow {
+            idle_after,
             name: name?.0,
             input: input?.0,
             outputs: outputs?,
