@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{assert_clean, serial, Topology};
+use common::{serial, Topology};
 
 const CONFIG: &str = "[relay]\nworkers = 2\nstats_interval = \"0s\"\nwatch = false\n[[flow]]\nname = \"a\"\ninput = { interface = \"in0\", group = \"239.1.1.1\", port = 5001 }\noutputs = [ { interface = \"out0\", group = \"239.9.9.1\", port = 5099 } ]\n";
 
@@ -17,21 +17,7 @@ fn worker_fault_ends_the_relay_with_a_failure(kind: &str, says: &str) {
     let fault = t.dir.join("fault");
     let fault_env = fault.display().to_string();
     let relay = t.start_relay_env(CONFIG, &[("MCR_FAULT_FILE", &fault_env)]);
-    let sink = t.start_sink(
-        0,
-        &["--group", "239.9.9.1", "--port", "5099", "--count", "2000"],
-    );
-    t.gen(&[
-        "--group",
-        "239.1.1.1",
-        "--port",
-        "5001",
-        "--count",
-        "2000",
-        "--rate",
-        "10000",
-    ]);
-    assert_clean(&t.sink_report(sink), 2000);
+    common::check_stream(&mut t, "up0", "239.1.1.1", "239.9.9.1", 2000);
 
     std::fs::write(&fault, kind).unwrap();
     let p = &mut t.procs[relay];

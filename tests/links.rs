@@ -7,7 +7,7 @@ mod common;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{add_second_input, assert_clean, flow, link, num, serial, Topology, MCR};
+use common::{add_second_input, flow, link, num, serial, Topology, MCR};
 
 const FLOW_A: &str = "[[flow]]\nname = \"a\"\ninput = { interface = \"in0\", group = \"239.1.1.1\", port = 5001 }\noutputs = [ { interface = \"out0\", group = \"239.9.9.1\", port = 5099, ttl = 8 } ]\n";
 
@@ -49,22 +49,7 @@ fn wait_status(t: &Topology, what: &str, cond: impl Fn(&serde_json::Value) -> bo
 
 /// Sends `count` packets through flow a and asserts the sink got every one, clean.
 fn check_a(t: &mut Topology, count: u64) {
-    let n = count.to_string();
-    let sink = t.start_sink(
-        0,
-        &["--group", "239.9.9.1", "--port", "5099", "--count", &n],
-    );
-    t.gen(&[
-        "--group",
-        "239.1.1.1",
-        "--port",
-        "5001",
-        "--count",
-        &n,
-        "--rate",
-        "10000",
-    ]);
-    assert_clean(&t.sink_report(sink), count);
+    common::check_stream(t, "up0", "239.1.1.1", "239.9.9.1", count);
 }
 
 fn packets(t: &Topology, name: &str) -> u64 {

@@ -503,26 +503,21 @@ pub fn add_second_input(t: &Topology) {
 /// Flow `c`, on the second input: 239.1.1.3:5001 on `in1` → 239.9.9.3:5099 on `out0`.
 pub const FLOW_C_ON_IN1: &str = "[[flow]]\nname = \"c\"\ninput = { interface = \"in1\", group = \"239.1.1.3\", port = 5001 }\noutputs = [ { interface = \"out0\", group = \"239.9.9.3\", port = 5099 } ]\n";
 
+/// Sends `count` packets at 10k pps from gen interface `gen_if` to `group_in`:5001 and
+/// asserts that sink 0 received every one on `group_out`:5099, clean.
+pub fn check_stream(t: &mut Topology, gen_if: &str, group_in: &str, group_out: &str, count: u64) {
+    let n = count.to_string();
+    let sink = t.start_sink(0, &["--group", group_out, "--port", "5099", "--count", &n]);
+    let args = [
+        "--group", group_in, "--port", "5001", "--count", &n, "--rate", "10000",
+    ];
+    t.gen_on(gen_if, &args);
+    assert_clean(&t.sink_report(sink), count);
+}
+
 /// Sends 2000 packets through flow `c` and asserts the sink got every one, clean.
 pub fn check_flow_c(t: &mut Topology) {
-    let sink = t.start_sink(
-        0,
-        &["--group", "239.9.9.3", "--port", "5099", "--count", "2000"],
-    );
-    t.gen_on(
-        "up1",
-        &[
-            "--group",
-            "239.1.1.3",
-            "--port",
-            "5001",
-            "--count",
-            "2000",
-            "--rate",
-            "10000",
-        ],
-    );
-    assert_clean(&t.sink_report(sink), 2000);
+    check_stream(t, "up1", "239.1.1.3", "239.9.9.3", 2000);
 }
 
 /// A sink report with exactly `received` packets, none lost, duplicated, reordered or corrupt.
