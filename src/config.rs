@@ -88,6 +88,10 @@ pub struct RelaySettings {
     pub egress: EgressMode,
     /// A flow with no input packet for this long is `idle` (flows may override it).
     pub idle_after: Duration,
+    /// IGMP querier on input interfaces.
+    pub querier: QuerierMode,
+    /// Interval between the general queries mcr sends as querier.
+    pub query_interval: Duration,
 }
 
 /// How outputs send (`[relay] egress`).
@@ -113,6 +117,31 @@ impl EgressMode {
     }
 }
 
+/// `[relay] querier`: whether mcr acts as IGMP querier on its input interfaces.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum QuerierMode {
+    /// Never query.
+    Off,
+    /// RFC 3376 election: query unless a lower address is querying (the default).
+    #[default]
+    Auto,
+    /// Always query, whatever else is heard.
+    On,
+}
+
+impl QuerierMode {
+    pub fn name(self) -> &'static str {
+        match self {
+            QuerierMode::Off => "off",
+            QuerierMode::Auto => "auto",
+            QuerierMode::On => "on",
+        }
+    }
+}
+
+/// The IGMP query interval unless `[relay] query_interval` says otherwise (RFC 3376).
+pub const DEFAULT_QUERY_INTERVAL: Duration = Duration::from_secs(125);
+
 /// Where the control socket lives unless `[relay] control_socket` says otherwise.
 pub const DEFAULT_CONTROL_SOCKET: &str = "/run/mcr/control.sock";
 
@@ -127,6 +156,8 @@ impl Default for RelaySettings {
             user: None,
             egress: EgressMode::Packet,
             idle_after: DEFAULT_IDLE_AFTER,
+            querier: QuerierMode::Auto,
+            query_interval: DEFAULT_QUERY_INTERVAL,
         }
     }
 }
@@ -509,7 +540,7 @@ mod tests {
         let config = parse(
             "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
              control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
-             egress = \"udp\"\nidle_after = \"30s\"\n",
+             egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -523,6 +554,8 @@ mod tests {
                 user: Some("mcr".to_string()),
                 egress: EgressMode::Udp,
                 idle_after: Duration::from_secs(30),
+                querier: QuerierMode::Off,
+                query_interval: Duration::from_secs(30),
             }
         );
         assert_eq!(

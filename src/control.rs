@@ -73,6 +73,9 @@ pub struct Status {
     /// empty when everything forwards. `mcr status` exits 3 when it is not empty.
     #[serde(default)]
     pub unhealthy: Vec<String>,
+    /// IGMP querier state per input interface: "querier", "other querier A.B.C.D", "off".
+    #[serde(default)]
+    pub queriers: std::collections::BTreeMap<String, String>,
 }
 
 impl Status {

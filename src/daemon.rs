@@ -15,6 +15,7 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 use crate::config::{Config, IfName};
 use crate::control::{self, Call, Command, ReloadOutcome, Reply, Status};
 use crate::links;
+use crate::querier::Queriers;
 use crate::relay::Relay;
 use crate::stats::Snapshot;
 use crate::table::interface_names;
@@ -57,6 +58,8 @@ enum Event {
     LinksChanged,
     /// A worker's loop ended by itself: an error from poll or io_uring, or a panic.
     WorkerDied(usize, String),
+    /// An IGMP query arrived on this interface index from this address.
+    QueryHeard(u32, std::net::Ipv4Addr),
 }
 
 /// How long file events are collected before one reload runs. Only complete writes count
@@ -94,6 +97,8 @@ struct State {
     sample: Option<(Snapshot, Instant)>,
     /// Flow and output states at the latest sample, for logging changes once.
     states: HashMap<String, String>,
+    /// The IGMP querier's elections and socket; `None` with `querier = "off"`.
+    queriers: Option<Queriers>,
 }
 
 impl State {
@@ -127,6 +132,9 @@ impl State {
             ..Status::default()
         };
         status.set_health(&relay.snapshot());
+        if let Some(q) = &self.queriers {
+            status.queriers = q.describe(Instant::now());
+        }
         status
     }
 
@@ -224,6 +232,14 @@ impl State {
                 return rejected(errors);
             }
         };
+        let (old, new) = (&self.config.relay, &config.relay);
+        if (old.querier, old.query_interval) != (new.querier, new.query_interval) {
+            log::warn!(
+                "querier and query_interval need a restart; keeping querier = {:?}, query_interval = {:?}",
+                old.querier.name(),
+                humantime::format_duration(old.query_interval).to_string()
+            );
+        }
         if let Some(w) = config.relay.workers {
             if w.get() != relay.worker_count() {
                 log::warn!(
@@ -251,6 +267,7 @@ impl State {
                 self.rejected = None;
                 self.stats_interval = config.relay.stats_interval;
                 self.config = config;
+                self.sync_queriers(relay);
                 ReloadOutcome::Applied {
                     summary: summary.to_string(),
                 }
@@ -261,6 +278,18 @@ impl State {
 }
 
 impl State {
+    /// Starts or ends querier elections to match the running table's input interfaces.
+    fn sync_queriers(&mut self, relay: &Relay) {
+        let Some(q) = &mut self.queriers else { return };
+        let table = relay.table();
+        let inputs = table
+            .input_ifindexes()
+            .into_iter()
+            .filter_map(|i| Some((i, table.input_name(i)?.to_string())))
+            .collect();
+        q.sync(&inputs, Instant::now());
+    }
+
     /// Re-reads every interface the running config names and, if anything the table depends
     /// on changed, recompiles the same config against them (same all-or-nothing rules as a
     /// reload). Returns false when the change could not be applied and should be retried.
@@ -275,6 +304,7 @@ impl State {
         match relay.reload(&self.config, &links) {
             Ok(summary) => {
                 log::info!("interfaces changed: {summary}");
+                self.sync_queriers(relay);
                 log_waiting(&before, &relay.table().missing());
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&ready_status(relay))]);
                 true
@@ -358,6 +388,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     };
     let mut relay = Relay::start(&config, &links, workers, on_worker_exit)?;
     log_waiting(&BTreeMap::new(), &relay.table().missing());
+    let queriers = open_queriers(&config, &events);
     let services = match start_services(opts, &config, &events) {
         Ok(s) => s,
         Err(e) => {
@@ -401,7 +432,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         last_reload: None,
         sample: None,
         states: HashMap::new(),
+        queriers,
     };
+    state.sync_queriers(&relay);
     let ended = serve(&mut state, &mut relay, &inbox, opts);
     drop(services);
     if let Err(e) = &ended {
@@ -421,6 +454,28 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         state.reloads_failed
     );
     ended
+}
+
+/// The IGMP querier, unless `querier = "off"`; a failure to open it is logged, not fatal
+/// (forwarding does not need it).
+fn open_queriers(config: &Config, events: &mpsc::Sender<Event>) -> Option<Queriers> {
+    let relay = &config.relay;
+    if relay.querier == crate::config::QuerierMode::Off {
+        return None;
+    }
+    let events = std::sync::Mutex::new(events.clone());
+    let heard = move |ifindex, src| {
+        events
+            .lock()
+            .is_ok_and(|tx| tx.send(Event::QueryHeard(ifindex, src)).is_ok())
+    };
+    match Queriers::open(relay.querier, relay.query_interval, heard) {
+        Ok(q) => Some(q),
+        Err(e) => {
+            log::warn!("no IGMP querier ({e}); snooping switches without a querier will age out mcr's groups");
+            None
+        }
+    }
 }
 
 /// Forwards SIGINT, SIGTERM and SIGHUP to the control thread as events.
@@ -525,7 +580,9 @@ fn serve(
         links: None,
     };
     loop {
-        let timeout = timers.next().saturating_duration_since(Instant::now());
+        let query = state.queriers.as_ref().and_then(Queriers::next_wake);
+        let next = query.map_or(timers.next(), |q| q.min(timers.next()));
+        let timeout = next.saturating_duration_since(Instant::now());
         match inbox.recv_timeout(timeout) {
             Ok(Event::Signal(SIGHUP)) => {
                 log::info!("SIGHUP: reloading {}", opts.config.display());
@@ -534,6 +591,12 @@ fn serve(
             Ok(Event::Signal(s)) => {
                 log::info!("signal {s}: shutting down");
                 return Ok(());
+            }
+            Ok(Event::QueryHeard(ifindex, src)) => {
+                let links = relay.table().links().clone();
+                if let Some(q) = &mut state.queriers {
+                    q.heard(ifindex, src, &links, Instant::now());
+                }
             }
             Ok(Event::WorkerDied(id, reason)) => {
                 let e = RunError::WorkerDied(id, reason);
@@ -574,6 +637,13 @@ fn serve(
             if timers.stats_tick.is_none() {
                 timers.stats_tick = state.stats_interval.map(|i| now + i);
             }
+        }
+        if let Some(q) = state
+            .queriers
+            .as_mut()
+            .filter(|_| query.is_some_and(|t| t <= now))
+        {
+            q.tick(relay.table().links(), now);
         }
         if timers.sample <= now {
             let snap = relay.snapshot();

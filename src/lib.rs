@@ -15,6 +15,7 @@ pub mod links;
 pub mod membership;
 pub mod metrics;
 pub mod privilege;
+pub mod querier;
 pub mod relay;
 pub mod reload;
 pub mod stats;

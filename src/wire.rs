@@ -26,6 +26,7 @@ use std::net::Ipv4Addr;
 
 pub mod checksum;
 pub mod ethernet;
+pub mod igmp;
 pub mod ipv4;
 pub mod udp;
 

@@ -35,6 +35,8 @@ pub(super) struct RawRelay {
     pub user: Option<Spanned<String>>,
     pub egress: Option<Spanned<String>>,
     pub idle_after: Option<Spanned<String>>,
+    pub querier: Option<Spanned<String>>,
+    pub query_interval: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

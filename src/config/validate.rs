@@ -21,7 +21,9 @@ use toml::Spanned;
 
 use super::error::{line_col, ConfigError};
 use super::raw::{RawConfig, RawFlow, RawInput, RawOutput, RawRelay};
-use super::{Config, EgressMode, Flow, IfName, Input, Output, RelaySettings, DEFAULT_TTL};
+use super::{
+    Config, EgressMode, Flow, IfName, Input, Output, QuerierMode, RelaySettings, DEFAULT_TTL,
+};
 
 /// Flow names become metric labels, so they are kept short and plain.
 const MAX_FLOW_NAME_LEN: usize = 64;
@@ -200,8 +202,30 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|d| self.idle_after(d))
             .unwrap_or(defaults.idle_after);
+        let querier = match raw.querier.as_ref().map(|q| (q, q.get_ref().as_str())) {
+            None => defaults.querier,
+            Some((_, "auto")) => QuerierMode::Auto,
+            Some((_, "on")) => QuerierMode::On,
+            Some((_, "off")) => QuerierMode::Off,
+            Some((q, other)) => {
+                self.error(
+                    q.span(),
+                    format!(
+                        "querier {other:?} is not a querier mode; use \"auto\" (the default: query on input interfaces unless a lower address does), \"on\" or \"off\""
+                    ),
+                );
+                defaults.querier
+            }
+        };
+        let query_interval = raw
+            .query_interval
+            .as_ref()
+            .and_then(|d| self.query_interval(d))
+            .unwrap_or(defaults.query_interval);
         RelaySettings {
             idle_after,
+            querier,
+            query_interval,
             workers,
             stats_interval,
             watch: raw.watch.unwrap_or(defaults.watch),
@@ -246,6 +270,23 @@ impl Validator<'_> {
                         raw.get_ref(),
                         humantime::format_duration(min),
                         humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `query_interval` from 1 s to 31744 s (the largest an IGMPv3 query can announce).
+    fn query_interval(&mut self, raw: &Spanned<String>) -> Option<std::time::Duration> {
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if (1..=31_744).contains(&d.as_secs()) && d.subsec_nanos() == 0 => Some(d),
+            Ok(_) | Err(_) => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "query_interval {:?} is not a whole number of seconds from 1s to 31744s; the default is \"125s\" (RFC 3376); keep it below the membership timeout of the switches on the segment",
+                        raw.get_ref()
                     ),
                 );
                 None
