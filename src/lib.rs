@@ -22,5 +22,6 @@ pub mod stats;
 pub(crate) mod sys;
 pub mod table;
 pub mod tools;
+pub mod watch;
 pub mod wire;
 pub mod worker;

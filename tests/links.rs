@@ -4,10 +4,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{add_second_input, flow, link, num, serial, Topology, MCR};
+use common::{add_second_input, flow, link, num, serial, Topology};
 
 const FLOW_A: &str = "[[flow]]\nname = \"a\"\ninput = { interface = \"in0\", group = \"239.1.1.1\", port = 5001 }\noutputs = [ { interface = \"out0\", group = \"239.9.9.1\", port = 5099, ttl = 8 } ]\n";
 
@@ -18,27 +17,11 @@ fn header(t: &Topology, workers: usize) -> String {
     )
 }
 
-/// `mcr status --json` or `mcr stats --json` of the running relay (`status` exits 3 while
-/// something is not forwarding, as it is here on purpose).
-fn query(t: &Topology, what: &str) -> serde_json::Value {
-    let out = Command::new(MCR)
-        .args([what, "--json", "--socket"])
-        .arg(t.dir.join("control.sock"))
-        .output()
-        .unwrap();
-    assert!(
-        matches!(out.status.code(), Some(0 | 3)),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 /// Waits until the relay's status satisfies `cond`.
 fn wait_status(t: &Topology, what: &str, cond: impl Fn(&serde_json::Value) -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let s = query(t, "status");
+        let s = t.control_json("status");
         if cond(&s) {
             return;
         }
@@ -53,7 +36,7 @@ fn check_a(t: &mut Topology, count: u64) {
 }
 
 fn packets(t: &Topology, name: &str) -> u64 {
-    num(flow(&query(t, "stats"), name), "packets")
+    num(flow(&t.control_json("stats"), name), "packets")
 }
 
 #[test]
@@ -67,17 +50,17 @@ fn a_late_input_waits_then_forwards_and_the_rest_runs_meanwhile() {
         "interface `in1` does not exist; waiting for it: flows c",
         1,
     );
-    let stats = query(&t, "stats");
+    let stats = t.control_json("stats");
     assert_eq!(flow(&stats, "c")["state"], "waiting");
     assert_eq!(flow(&stats, "a")["state"], "idle", "no packet yet");
-    assert!(query(&t, "status")["interfaces"]["in1"].is_null());
+    assert!(t.control_json("status")["interfaces"]["in1"].is_null());
     check_a(&mut t, 2000);
 
     add_second_input(&t);
     t.wait_log(relay, "interface `in1` is here", 1);
     common::check_flow_c(&mut t);
-    assert_eq!(flow(&query(&t, "stats"), "c")["state"], "active");
-    assert_eq!(num(&query(&t, "status")["groups"], "in1"), 1);
+    assert_eq!(flow(&t.control_json("stats"), "c")["state"], "active");
+    assert_eq!(num(&t.control_json("status")["groups"], "in1"), 1);
     t.stop_relay(relay);
 }
 
@@ -87,7 +70,7 @@ fn an_input_deleted_and_recreated_gets_new_rings_and_joins() {
     let mut t = Topology::chain(1);
     let relay = t.start_relay(&format!("{}{FLOW_A}", header(&t, 2)));
     check_a(&mut t, 2000);
-    let old_index = num(&query(&t, "status")["interfaces"]["in0"], "ifindex");
+    let old_index = num(&t.control_json("status")["interfaces"]["in0"], "ifindex");
 
     t.relay.ip(&["link", "del", "in0"]);
     t.wait_log(
@@ -95,12 +78,12 @@ fn an_input_deleted_and_recreated_gets_new_rings_and_joins() {
         "interface `in0` does not exist; waiting for it: flows a",
         1,
     );
-    assert_eq!(flow(&query(&t, "stats"), "a")["state"], "waiting");
-    assert!(query(&t, "status")["groups"].get("in0").is_none());
+    assert_eq!(flow(&t.control_json("stats"), "a")["state"], "waiting");
+    assert!(t.control_json("status")["groups"].get("in0").is_none());
 
     link(&t.gen, "up0", "10.1.0.1/24", &t.relay, "in0", "10.1.0.2/24");
     t.wait_log(relay, "interface `in0` is here", 1);
-    let status = query(&t, "status");
+    let status = t.control_json("status");
     assert_ne!(num(&status["interfaces"]["in0"], "ifindex"), old_index);
     assert_eq!(num(&status["groups"], "in0"), 1);
     check_a(&mut t, 2000);
@@ -122,7 +105,7 @@ fn an_output_recreated_or_readdressed_sends_with_fresh_headers() {
         "interface `out0` does not exist; waiting for it: flows a",
         1,
     );
-    let out = flow(&query(&t, "stats"), "a")["outputs"][0].clone();
+    let out = flow(&t.control_json("stats"), "a")["outputs"][0].clone();
     assert_eq!(out["state"], "waiting: interface missing", "{out}");
     link(
         &t.relay,
@@ -164,7 +147,7 @@ fn an_output_recreated_or_readdressed_sends_with_fresh_headers() {
     // Down: the output waits; up: it is reopened and sends.
     t.relay.ip(&["link", "set", "out0", "down"]);
     wait_status(&t, "out0 down", |s| s["interfaces"]["out0"]["up"] == false);
-    let out = flow(&query(&t, "stats"), "a")["outputs"][0].clone();
+    let out = flow(&t.control_json("stats"), "a")["outputs"][0].clone();
     assert_eq!(out["state"], "waiting: interface down", "{out}");
     t.relay.ip(&["link", "set", "out0", "up"]);
     wait_status(&t, "out0 up", |s| s["interfaces"]["out0"]["up"] == true);

@@ -10,10 +10,9 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{assert_clean, flow, num, serial, Netns, Topology, MCR};
+use common::{assert_clean, flow, num, serial, Netns, Topology};
 
 /// Replaces the chain's direct gen ↔ relay link with a snooping bridge in its own namespace.
 /// `querier`: the bridge's own querier address, if it should query.
@@ -81,15 +80,6 @@ fn config(t: &Topology, querier: &str) -> String {
     )
 }
 
-fn query(t: &Topology, what: &str) -> serde_json::Value {
-    let out = Command::new(MCR)
-        .args([what, "--json", "--socket"])
-        .arg(t.dir.join("control.sock"))
-        .output()
-        .unwrap();
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
 fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(15);
     while !cond() {
@@ -120,7 +110,7 @@ fn without_a_querier_the_bridge_sends_nothing_and_mcr_as_querier_keeps_it_flowin
     // Control: querier off, 3 s of traffic, nothing reaches mcr.
     let relay = t.start_relay(&config(&t, "off"));
     t.gen(&gen_args("3000"));
-    assert_eq!(num(flow(&query(&t, "stats"), "a"), "packets"), 0);
+    assert_eq!(num(flow(&t.control_json("stats"), "a"), "packets"), 0);
     t.stop_relay(relay);
 
     // mcr queries: the bridge makes mcr's port a router port, and 20 s of traffic (10× the
@@ -130,21 +120,12 @@ fn without_a_querier_the_bridge_sends_nothing_and_mcr_as_querier_keeps_it_flowin
         let mdb = sw.exec(&["bridge", "-d", "mdb", "show"]).stdout;
         String::from_utf8_lossy(&mdb).contains("router ports on br0: pr")
     });
-    assert_eq!(query(&t, "status")["queriers"]["in0"], "querier");
+    assert_eq!(t.control_json("status")["queriers"]["in0"], "querier");
     // The bridge trusts a new querier after its max response time: probe until mcr sees
     // traffic, then count a fresh stream from its first packet.
     wait_until("the bridge forwards to mcr", || {
-        t.gen(&[
-            "--group",
-            "239.1.1.1",
-            "--port",
-            "5001",
-            "--count",
-            "10",
-            "--rate",
-            "1000",
-        ]);
-        num(flow(&query(&t, "stats"), "a"), "packets") > 0
+        t.gen(&gen_args("10"));
+        num(flow(&t.control_json("stats"), "a"), "packets") > 0
     });
     let sink = t.start_sink(
         0,
@@ -170,7 +151,7 @@ fn with_a_lower_querier_on_the_segment_mcr_stays_silent_and_traffic_flows() {
     let (mut dump, pcap) = common::capture(&sw, &t.dir, "pr", "igmp", "igmp");
     let relay = t.start_relay(&config(&t, "auto"));
     wait_until("mcr defers to the bridge's querier", || {
-        query(&t, "status")["queriers"]["in0"] == "other querier 10.1.0.1"
+        t.control_json("status")["queriers"]["in0"] == "other querier 10.1.0.1"
     });
     // Five query intervals: the bridge keeps querying, mcr never does.
     std::thread::sleep(Duration::from_secs(5));

@@ -354,6 +354,22 @@ impl Topology {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("gen output {out:?}: {e}"))
     }
 
+    /// `mcr WHAT --json` (stats or status) over the control socket at `dir/control.sock`;
+    /// `status` may exit 3 (something is not forwarding) and still answers.
+    pub fn control_json(&self, what: &str) -> serde_json::Value {
+        let out = Command::new(MCR)
+            .args([what, "--json", "--socket"])
+            .arg(self.dir.join("control.sock"))
+            .output()
+            .unwrap();
+        assert!(
+            matches!(out.status.code(), Some(0 | 3)),
+            "mcr {what}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    }
+
     /// The relay's config path (as written by `start_relay`).
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("mcr.toml")
