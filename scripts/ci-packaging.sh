@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CI for mcr's packages, unit and Ansible role. Run as root on a Debian machine with Rust;
 # systemd need not be PID 1. Installs what it needs from Debian's archive (systemd for
-# systemd-analyze, rpm, ansible-core, strace, iproute2, groff-base, python3).
+# systemd-analyze, rpm, ansible-core, strace, iproute2, groff-base, python3, prometheus
+# for promtool).
 #
 #   1. scripts/package builds the .deb and the .rpm.
 #   2. The .deb is installed with dpkg -i: files, conffile, user/group, /run/mcr, man page,
@@ -25,6 +26,8 @@
 #      connection, mcr_use_systemd=false: installs the .deb, templates and validates
 #      /etc/mcr.toml; a second run changes nothing; a run with an invalid flow fails at
 #      the validate step and leaves /etc/mcr.toml byte-identical.
+#   7. The Prometheus alerting rules (`promtool check rules`, `promtool test rules`) and the
+#      Grafana dashboard (valid JSON; every metric it and the rules query is one mcr serves).
 #
 # Idempotent; removes the package, namespaces and temporary files when it ends, whatever
 # happened. Exits non-zero on the first failed check, after printing the summary.
