@@ -26,6 +26,7 @@
 //! file, line and column and a hint on how to fix it.
 
 mod error;
+mod ifname;
 mod raw;
 mod validate;
 
@@ -37,6 +38,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use error::{ConfigError, ConfigErrors};
+pub use ifname::IfName;
 
 /// TTL of relayed packets when an output sets none.
 ///
@@ -57,9 +59,6 @@ pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(5);
 /// never noticed.
 pub const IDLE_AFTER_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(86_400));
-
-/// Longest interface name Linux accepts, in bytes (`IFNAMSIZ` minus the NUL).
-const MAX_IFNAME_LEN: usize = 15;
 
 /// A validated configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -208,71 +207,6 @@ impl fmt::Display for Output {
             "{}:{} on {} ttl {}",
             self.group, self.port, self.interface, self.ttl
         )
-    }
-}
-
-/// A network interface name the Linux kernel would accept.
-///
-/// Mirrors the kernel's `dev_valid_name()`: 1–15 bytes, not "." or "..",
-/// and no '/', ':' or whitespace. Whether the interface exists is a run-time
-/// question and is not answered here.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfName(String);
-
-impl IfName {
-    /// Checks `name` against the kernel's rules.
-    ///
-    /// # Errors
-    /// A short reason, such as "it contains ':', which Linux does not allow
-    /// in interface names", for the caller to put in a message.
-    pub fn new(name: &str) -> Result<IfName, String> {
-        if name.is_empty() {
-            return Err("the name is empty".to_string());
-        }
-        if name.len() > MAX_IFNAME_LEN {
-            return Err(format!(
-                "it is {} bytes long and Linux allows at most {MAX_IFNAME_LEN}",
-                name.len()
-            ));
-        }
-        if name == "." || name == ".." {
-            return Err(format!("{name:?} is reserved"));
-        }
-        if let Some(c) = name.chars().find(|&c| forbidden_in_ifname(c)) {
-            return Err(format!(
-                "it contains {c:?}, which Linux does not allow in interface names"
-            ));
-        }
-        Ok(IfName(name.to_owned()))
-    }
-
-    #[must_use]
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-/// The kernel rejects '/', ':' and whatever its `isspace()` accepts; its
-/// Latin-1 table counts byte 0xA0 as a space, so a character whose UTF-8
-/// encoding contains that byte is rejected too. NUL is rejected because it
-/// would silently cut the name short when handed to the kernel.
-fn forbidden_in_ifname(c: char) -> bool {
-    let mut utf8 = [0u8; 4];
-    matches!(
-        c,
-        '/' | ':' | '\0' | ' ' | '\t' | '\n' | '\x0b' | '\x0c' | '\r'
-    ) || c.encode_utf8(&mut utf8).bytes().any(|b| b == 0xA0)
-}
-
-impl fmt::Display for IfName {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl AsRef<str> for IfName {
-    fn as_ref(&self) -> &str {
-        &self.0
     }
 }
 
@@ -710,34 +644,6 @@ mod tests {
             Config::default().summary().to_string(),
             "0 flows, 0 input groups on 0 interfaces"
         );
-    }
-
-    #[test]
-    fn interface_names_follow_the_kernel_rules() {
-        for ok in ["eth0", "a", "123456789012345", "vlan.100", "br-lan_0", "é"] {
-            assert_eq!(ifname(ok).as_str(), ok);
-        }
-        for bad in [
-            "",
-            "1234567890123456",
-            ".",
-            "..",
-            "a/b",
-            "eth0:1",
-            "a b",
-            "a\tb",
-            "a\x0bb",
-            "a\0b",
-            "a\u{a0}b", // UTF-8 C2 A0: the kernel's isspace() rejects 0xA0
-        ] {
-            assert!(IfName::new(bad).is_err(), "{bad:?} should be rejected");
-        }
-        // 15 bytes, but fewer characters: the limit is in bytes.
-        assert!(IfName::new("ééééééé").is_ok());
-        assert!(IfName::new("éééééééé").is_err());
-        let name = ifname("eth1");
-        assert_eq!(name.to_string(), "eth1");
-        assert_eq!(AsRef::<str>::as_ref(&name), "eth1");
     }
 
     #[test]
