@@ -285,7 +285,7 @@ impl State {
         let inputs = table
             .input_ifindexes()
             .into_iter()
-            .filter_map(|i| Some((i, table.input_name(i)?.to_string())))
+            .filter_map(|i| Some((i, table.input_name(i)?.clone())))
             .collect();
         q.sync(&inputs, Instant::now());
     }
@@ -598,9 +598,8 @@ fn serve(
                 return Ok(());
             }
             Ok(Event::QueryHeard(ifindex, src)) => {
-                let links = relay.table().links().clone();
                 if let Some(q) = &mut state.queriers {
-                    q.heard(ifindex, src, &links, Instant::now());
+                    q.heard(ifindex, src, relay.table().links(), Instant::now());
                 }
             }
             Ok(Event::WorkerDied(id, reason)) => {

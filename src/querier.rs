@@ -23,6 +23,7 @@ use std::net::Ipv4Addr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::time::{Duration, Instant};
 
+use crate::config::IfName;
 use crate::links::LinkView;
 use crate::sys;
 use crate::wire::igmp;
@@ -122,7 +123,7 @@ pub struct Queriers {
     mode: Mode,
     interval: Duration,
     /// By input ifindex: interface name and election.
-    elections: BTreeMap<u32, (String, Election)>,
+    elections: BTreeMap<u32, (IfName, Election)>,
 }
 
 impl Queriers {
@@ -165,7 +166,7 @@ impl Queriers {
     }
 
     /// Follows the table's input interfaces: new ones start an election, gone ones end it.
-    pub fn sync(&mut self, inputs: &BTreeMap<u32, String>, now: Instant) {
+    pub fn sync(&mut self, inputs: &BTreeMap<u32, IfName>, now: Instant) {
         self.elections.retain(|i, _| inputs.contains_key(i));
         for (&ifindex, name) in inputs {
             self.elections
@@ -210,31 +211,18 @@ impl Queriers {
     pub fn describe(&self, now: Instant) -> BTreeMap<String, String> {
         self.elections
             .values()
-            .map(|(name, e)| (name.clone(), e.describe(now)))
+            .map(|(name, e)| (name.to_string(), e.describe(now)))
             .collect()
     }
 }
 
 /// This host's (lowest) IPv4 address on the interface named `name`.
-fn own_address(links: &LinkView, name: &str) -> Option<Ipv4Addr> {
-    links
-        .iter()
-        .find(|(n, _)| n.as_str() == name)
-        .and_then(|(_, f)| f.as_ref()?.ipv4.first().copied())
+fn own_address(links: &LinkView, name: &IfName) -> Option<Ipv4Addr> {
+    links.get(name)?.as_ref()?.ipv4.first().copied()
 }
 
 fn send(socket: &OwnedFd, ifindex: u32, query: &[u8]) -> io::Result<()> {
-    let mreqn = libc::ip_mreqn {
-        imr_multiaddr: libc::in_addr { s_addr: 0 },
-        imr_address: libc::in_addr { s_addr: 0 },
-        imr_ifindex: ifindex as i32,
-    };
-    sys::setsockopt(
-        socket.as_fd(),
-        libc::IPPROTO_IP,
-        libc::IP_MULTICAST_IF,
-        &mreqn,
-    )?;
+    sys::set_multicast_if(socket.as_fd(), ifindex)?;
     let to = std::net::SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 0);
     socket2::SockRef::from(socket).send_to(query, &to.into())?;
     Ok(())

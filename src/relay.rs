@@ -216,7 +216,8 @@ impl Relay {
             .iter()
             .filter(|o| new.flow_by_name(&o.spec.name).is_none())
             .count();
-        self.table.store(Arc::new(new));
+        let new = Arc::new(new);
+        self.table.store(new.clone());
         for worker in &self.workers {
             worker.wake();
         }
@@ -225,7 +226,7 @@ impl Relay {
                 Change::Leave(m) => match self.memberships.leave(m) {
                     Ok(_) => summary.left += 1,
                     // A deleted interface took its memberships with it.
-                    Err(_) if !new_ifindex_exists(m.ifindex) => summary.left += 1,
+                    Err(_) if !new.has_interface(m.ifindex) => summary.left += 1,
                     Err(e) => log::warn!("leaving {} on ifindex {}: {e}", m.group, m.ifindex),
                 },
                 Change::RemoveInterface(ifindex) => {
@@ -306,11 +307,6 @@ impl Relay {
         }
         snap
     }
-}
-
-/// Whether an interface with this index exists now.
-fn new_ifindex_exists(ifindex: u32) -> bool {
-    nix::net::if_::if_indextoname(ifindex).is_ok()
 }
 
 /// One ring per worker on `ifindex`, in one new fanout group.

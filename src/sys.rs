@@ -109,6 +109,17 @@ pub fn mtu(name: &str) -> io::Result<u32> {
     u32::try_from(mtu).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
 }
 
+/// Sends the socket's multicast out of interface `ifindex` (`IP_MULTICAST_IF` with an
+/// `ip_mreqn` by index: works on an interface without an IPv4 address).
+pub fn set_multicast_if(fd: BorrowedFd<'_>, ifindex: u32) -> io::Result<()> {
+    let mreqn = libc::ip_mreqn {
+        imr_multiaddr: libc::in_addr { s_addr: 0 },
+        imr_address: libc::in_addr { s_addr: 0 },
+        imr_ifindex: ifindex as libc::c_int,
+    };
+    setsockopt(fd, libc::IPPROTO_IP, libc::IP_MULTICAST_IF, &mreqn)
+}
+
 /// Interface flags (`SIOCGIFFLAGS`): `IFF_UP`, `IFF_RUNNING`, ...
 pub fn ifflags(name: &str) -> io::Result<i32> {
     let req = ifreq_ioctl(name, libc::SIOCGIFFLAGS)?;

@@ -283,6 +283,11 @@ impl Table {
         &self.links
     }
 
+    /// Whether the interfaces this table was compiled against include index `ifindex`.
+    pub fn has_interface(&self, ifindex: u32) -> bool {
+        self.links.values().flatten().any(|f| f.ifindex == ifindex)
+    }
+
     /// Interfaces that do not exist, with the flows that wait for them (as input or output).
     pub fn missing(&self) -> BTreeMap<IfName, Vec<String>> {
         let mut missing: BTreeMap<IfName, Vec<String>> = BTreeMap::new();

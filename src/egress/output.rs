@@ -109,17 +109,7 @@ impl OutputSocket {
 fn open_udp(output: &config::Output, ifindex: u32) -> io::Result<OwnedFd> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
-    let mreqn = libc::ip_mreqn {
-        imr_multiaddr: libc::in_addr { s_addr: 0 },
-        imr_address: libc::in_addr { s_addr: 0 },
-        imr_ifindex: ifindex as i32,
-    };
-    sys::setsockopt(
-        socket.as_fd(),
-        libc::IPPROTO_IP,
-        libc::IP_MULTICAST_IF,
-        &mreqn,
-    )?;
+    sys::set_multicast_if(socket.as_fd(), ifindex)?;
     socket.set_multicast_loop_v4(false)?;
     socket.set_multicast_all_v4(false)?;
     socket.set_multicast_ttl_v4(u32::from(output.ttl))?;

@@ -163,20 +163,11 @@ fn open_socket(opts: &GenOptions, groups: Groups) -> Result<Socket, GenError> {
                 name: name.clone(),
                 source,
             })?;
-            let mreqn = libc::ip_mreqn {
-                imr_multiaddr: libc::in_addr { s_addr: 0 },
-                imr_address: libc::in_addr { s_addr: 0 },
-                imr_ifindex: ifindex as libc::c_int,
-            };
-            sys::setsockopt(
-                socket.as_fd(),
-                libc::IPPROTO_IP,
-                libc::IP_MULTICAST_IF,
-                &mreqn,
-            )
-            .map_err(|source| GenError::Interface {
-                name: name.clone(),
-                source,
+            sys::set_multicast_if(socket.as_fd(), ifindex).map_err(|source| {
+                GenError::Interface {
+                    name: name.clone(),
+                    source,
+                }
             })?;
         }
         Egress::Addr(addr) => {
