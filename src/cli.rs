@@ -374,6 +374,9 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
             "{:<30} {:<8} {:>12} {:>14} {:>10.0} {:>9.2} {:>9} {:>8} {:>8}",
             f.name, f.state, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
         );
+        if f.looped > 0 {
+            let _ = writeln!(out, "  looped copies dropped: {}", f.looped);
+        }
         for o in &f.outputs {
             let via = if o.egress == "udp" { " [udp]" } else { "" };
             let target = format!("  > {} {}:{}{via}", o.interface, o.group, o.port);

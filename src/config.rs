@@ -60,6 +60,17 @@ pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(5);
 pub const IDLE_AFTER_RANGE: (Duration, Duration) =
     (Duration::from_millis(100), Duration::from_secs(86_400));
 
+/// How long a relayed payload is remembered to recognise a looped copy of it (see
+/// `loopguard`), unless `[relay] loop_guard` or the flow's own says otherwise. Far longer
+/// than any loop's round trip, short enough that two senders repeating each other's bytes
+/// are rare within it.
+pub const DEFAULT_LOOP_GUARD: Duration = Duration::from_secs(1);
+
+/// Bounds of a `loop_guard` window: one clock tick of the guard up to what its 16-bit
+/// timestamp holds with margin.
+pub const LOOP_GUARD_RANGE: (Duration, Duration) =
+    (Duration::from_millis(1), crate::loopguard::MAX_WINDOW);
+
 /// A validated configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
@@ -91,6 +102,8 @@ pub struct RelaySettings {
     pub querier: QuerierMode,
     /// Interval between the general queries mcr sends as querier.
     pub query_interval: Duration,
+    /// The loop guard's window for flows that set none; `None` turns it off.
+    pub loop_guard: Option<Duration>,
 }
 
 /// How outputs send (`[relay] egress`).
@@ -157,6 +170,7 @@ impl Default for RelaySettings {
             idle_after: DEFAULT_IDLE_AFTER,
             querier: QuerierMode::Auto,
             query_interval: DEFAULT_QUERY_INTERVAL,
+            loop_guard: Some(DEFAULT_LOOP_GUARD),
         }
     }
 }
@@ -167,6 +181,8 @@ pub struct Flow {
     pub name: String,
     /// This flow's `idle_after`, if it sets one; else `[relay] idle_after` applies.
     pub idle_after: Option<Duration>,
+    /// This flow's `loop_guard`, if it sets one (`Some(None)` = off); else `[relay]`'s.
+    pub loop_guard: Option<Option<Duration>>,
     pub input: Input,
     pub outputs: Vec<Output>,
 }
@@ -412,6 +428,7 @@ mod tests {
         let flow = |name: &str, input: [u8; 4], output: [u8; 4]| Flow {
             name: name.to_string(),
             idle_after: None,
+            loop_guard: None,
             input: Input {
                 interface: ifname("mcr-in"),
                 group: Ipv4Addr::from(input),
@@ -474,7 +491,8 @@ mod tests {
         let config = parse(
             "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
              control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
-             egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n",
+             egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n\
+             loop_guard = \"off\"\n",
         )
         .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
@@ -490,6 +508,7 @@ mod tests {
                 idle_after: Duration::from_secs(30),
                 querier: QuerierMode::Off,
                 query_interval: Duration::from_secs(30),
+                loop_guard: None,
             }
         );
         assert_eq!(
@@ -499,6 +518,37 @@ mod tests {
         );
         let config = parse("[relay]\nstats_interval = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(config.relay.stats_interval, None);
+    }
+
+    #[test]
+    fn loop_guard_is_on_by_default_and_set_per_flow() {
+        assert_eq!(
+            RelaySettings::default().loop_guard,
+            Some(DEFAULT_LOOP_GUARD)
+        );
+        let config = parse(
+            r#"
+            [relay]
+            loop_guard = "250ms"
+            [[flow]]
+            name = "a"
+            loop_guard = "off"
+            input = { interface = "eth0", group = "239.1.1.1", port = 5001 }
+            outputs = [{ interface = "eth1", group = "239.9.9.9", port = 5099 }]
+            [[flow]]
+            name = "b"
+            loop_guard = "5s"
+            input = { interface = "eth0", group = "239.1.1.2", port = 5001 }
+            outputs = [{ interface = "eth1", group = "239.9.9.8", port = 5099 }]
+            "#,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(config.relay.loop_guard, Some(Duration::from_millis(250)));
+        assert_eq!(config.flows[0].loop_guard, Some(None));
+        assert_eq!(
+            config.flows[1].loop_guard,
+            Some(Some(Duration::from_secs(5)))
+        );
     }
 
     #[test]

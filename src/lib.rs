@@ -12,6 +12,7 @@ pub mod daemon;
 pub mod egress;
 pub mod ingress;
 pub mod links;
+pub mod loopguard;
 pub mod membership;
 pub mod metrics;
 pub mod privilege;

@@ -28,6 +28,7 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
     let flow_packets = counter();
     let flow_bytes = counter();
     let flow_age = gauge();
+    let flow_looped = counter();
     let out_packets = counter();
     let out_bytes = counter();
     let out_drops = counter();
@@ -49,6 +50,7 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         }
         flow_packets.get_or_create(&l).inc_by(f.packets);
         flow_bytes.get_or_create(&l).inc_by(f.bytes);
+        flow_looped.get_or_create(&l).inc_by(f.looped);
         if let Some(age) = f.idle_seconds {
             flow_age.get_or_create(&l).set(age);
         }
@@ -92,6 +94,11 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         "flow_bytes",
         "UDP payload bytes received for a flow",
         flow_bytes,
+    );
+    r.register(
+        "flow_looped",
+        "Looped copies the loop guard dropped for a flow (same payload back from another sender)",
+        flow_looped,
     );
     r.register(
         "flow_last_packet_age_seconds",

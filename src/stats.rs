@@ -28,6 +28,8 @@ pub enum Drop {
     Truncated,
     /// The kernel found the receive ring full (from `PACKET_STATISTICS`).
     RingFull,
+    /// A looped copy: a payload the flow relayed moments ago, back from another sender.
+    Loop,
     /// An output's socket buffer or queue was full (`EAGAIN`/`ENOBUFS`); never retried.
     EgressFull,
     /// Any other send error, also counted per output by errno.
@@ -35,13 +37,14 @@ pub enum Drop {
 }
 
 impl Drop {
-    pub const ALL: [Drop; 8] = [
+    pub const ALL: [Drop; 9] = [
         Drop::NoMatch,
         Drop::Fragment,
         Drop::Malformed,
         Drop::Unsupported,
         Drop::Truncated,
         Drop::RingFull,
+        Drop::Loop,
         Drop::EgressFull,
         Drop::SendError,
     ];
@@ -54,6 +57,7 @@ impl Drop {
             Drop::Unsupported => "unsupported",
             Drop::Truncated => "truncated",
             Drop::RingFull => "ring_full",
+            Drop::Loop => "loop",
             Drop::EgressFull => "egress_full",
             Drop::SendError => "send_error",
         }
@@ -82,6 +86,8 @@ pub struct FlowStats {
     pub bytes: AtomicU64,
     /// [`monotonic_ns`] of the batch that carried the latest packet; 0 = never.
     pub last_seen_ns: AtomicU64,
+    /// Looped copies dropped by the loop guard (not counted in `packets`).
+    pub looped: AtomicU64,
 }
 
 impl FlowStats {
@@ -203,6 +209,9 @@ pub struct FlowSnapshot {
     /// interface does not exist).
     #[serde(default)]
     pub state: String,
+    /// Looped copies the loop guard dropped (also in the `loop` drop total).
+    #[serde(default)]
+    pub looped: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -231,6 +240,7 @@ impl FlowSnapshot {
             name: name.to_string(),
             packets: flow.packets.load(Relaxed),
             bytes: flow.bytes.load(Relaxed),
+            looped: flow.looped.load(Relaxed),
             idle_seconds: (last > 0).then(|| now_ns.saturating_sub(last) as f64 / 1e9),
             ..FlowSnapshot::default()
         }
@@ -338,12 +348,18 @@ impl Snapshot {
                     )
                 })
                 .collect();
+            let looped = if f.looped > 0 {
+                format!(" looped={}", f.looped)
+            } else {
+                String::new()
+            };
             lines.push(format!(
-                "flow {} in={}/{}B{} out=[{}]",
+                "flow {} in={}/{}B{}{} out=[{}]",
                 f.name,
                 f.packets,
                 f.bytes,
                 rate,
+                looped,
                 outs.join(", ")
             ));
         }

@@ -25,6 +25,7 @@ use rustc_hash::FxHashMap;
 use crate::config::{self, Config, EgressMode, IfName};
 use crate::egress::OutputSocket;
 use crate::links::{LinkFacts, LinkView};
+use crate::loopguard::{self, LoopGuard};
 use crate::membership::Membership;
 use crate::stats::{FlowStats, OutputStats};
 
@@ -96,6 +97,8 @@ pub struct FlowEntry {
     pub outputs: Vec<OutputEntry>,
     /// No input packet for this long makes the flow `idle` (the flow's or `[relay]`'s).
     pub idle_after: std::time::Duration,
+    /// The loop guard's window in its ticks ([`loopguard::window_ticks`]); 0 = off.
+    pub loop_window: u16,
 }
 
 /// What a flow is doing, as `mcr stats`, `mcr status` and the metrics report it.
@@ -156,6 +159,8 @@ pub struct Table {
     has_ssm: bool,
     /// The facts of every interface the config names, as compiled against.
     links: LinkView,
+    /// Payloads relayed recently; one for the relay's life, handed from table to table.
+    guard: Arc<LoopGuard>,
 }
 
 /// Every interface a config names, inputs and outputs.
@@ -186,6 +191,7 @@ impl Table {
             index: FxHashMap::default(),
             has_ssm: false,
             links: LinkView::new(),
+            guard: Arc::default(),
         }
     }
 
@@ -261,6 +267,9 @@ impl Table {
                 stats,
                 outputs,
                 idle_after: flow.idle_after.unwrap_or(config.relay.idle_after),
+                loop_window: loopguard::window_ticks(
+                    flow.loop_guard.unwrap_or(config.relay.loop_guard),
+                ),
             });
         }
         let has_ssm = flows.iter().any(|f| f.spec.input.source.is_some());
@@ -275,7 +284,14 @@ impl Table {
                 .filter(|(n, _)| names.contains(n))
                 .map(|(n, f)| (n.clone(), f.clone()))
                 .collect(),
+            guard: previous.map_or_else(Arc::default, |p| p.guard.clone()),
         })
+    }
+
+    /// The loop guard the packet path consults for flows with a window.
+    #[inline]
+    pub fn guard(&self) -> &LoopGuard {
+        &self.guard
     }
 
     /// The facts of every interface the table's config names, as compiled against.

@@ -23,7 +23,7 @@ use crate::egress::Egress;
 use crate::ingress::Ring;
 use crate::stats::{Drop, WorkerStats};
 use crate::table::Table;
-use crate::{sys, wire};
+use crate::{loopguard, sys, wire};
 
 /// Frames taken from one ring before their sends are submitted.
 pub const BATCH: usize = 64;
@@ -263,6 +263,15 @@ impl Loop {
                 continue;
             };
             let Some(flow) = table.flow(fi) else { continue };
+            let sender = loopguard::sender(d.src, d.src_port);
+            if table
+                .guard()
+                .looped(fi, sender, d.payload, now_ns, flow.loop_window)
+            {
+                drops.add(Drop::Loop, 1);
+                flow.stats.looped.fetch_add(1, Relaxed);
+                continue;
+            }
             flow.stats.add(d.payload.len(), now_ns);
             for (oi, out) in flow.outputs.iter().enumerate() {
                 // A waiting output (interface missing or down) has no socket.

@@ -37,6 +37,7 @@ pub(super) struct RawRelay {
     pub idle_after: Option<Spanned<String>>,
     pub querier: Option<Spanned<String>>,
     pub query_interval: Option<Spanned<String>>,
+    pub loop_guard: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -46,6 +47,7 @@ pub(super) struct RawFlow {
     pub input: Option<Spanned<RawInput>>,
     pub outputs: Option<Spanned<Vec<Spanned<RawOutput>>>>,
     pub idle_after: Option<Spanned<String>>,
+    pub loop_guard: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -222,7 +222,12 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|d| self.query_interval(d))
             .unwrap_or(defaults.query_interval);
+        let loop_guard = match &raw.loop_guard {
+            Some(g) => self.loop_guard(g).unwrap_or(defaults.loop_guard),
+            None => defaults.loop_guard,
+        };
         RelaySettings {
+            loop_guard,
             idle_after,
             querier,
             query_interval,
@@ -277,6 +282,30 @@ impl Validator<'_> {
         }
     }
 
+    /// A `loop_guard`: "off" (`None`) or a window within [`LOOP_GUARD_RANGE`]; `None` from
+    /// the outer option after an error at its span.
+    fn loop_guard(&mut self, raw: &Spanned<String>) -> Option<Option<std::time::Duration>> {
+        let (min, max) = super::LOOP_GUARD_RANGE;
+        if raw.get_ref() == "off" {
+            return Some(None);
+        }
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if (min..=max).contains(&d) => Some(Some(d)),
+            Ok(_) | Err(_) => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "loop_guard {:?} is neither \"off\" nor a duration between {} and {}; write one such as \"1s\" (the default: the same payload from another sender within it is a looped copy and is dropped)",
+                        raw.get_ref(),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
     /// A `query_interval` from 1 s to 31744 s (the largest an IGMPv3 query can announce).
     fn query_interval(&mut self, raw: &Spanned<String>) -> Option<std::time::Duration> {
         match humantime::parse_duration(raw.get_ref()) {
@@ -314,9 +343,14 @@ impl Validator<'_> {
             Some(d) => Some(self.idle_after(d)?),
             None => None,
         };
+        let loop_guard = match &raw.loop_guard {
+            Some(g) => Some(self.loop_guard(g)?),
+            None => None,
+        };
 
         Some(Flow {
             idle_after,
+            loop_guard,
             name: name?.0,
             input: input?.0,
             outputs: outputs?,
