@@ -56,6 +56,11 @@ impl RingSpec {
         }
     }
 
+    /// The largest interface MTU whose frames (with one VLAN tag) fit a slot whole.
+    pub fn max_mtu(&self) -> u32 {
+        self.frame_size - L2_HEADER - FRAME_OVERHEAD
+    }
+
     fn block_size(&self) -> u32 {
         self.frame_size
             .max(MAX_BLOCK.min(self.frame_size * (MAX_BLOCK / self.frame_size)))
@@ -330,6 +335,9 @@ mod tests {
         assert_eq!(s.frame_count, 4096);
         assert_eq!(s.block_size() % s.frame_size, 0);
         assert_eq!(s.bytes() % s.block_size() as usize, 0);
+        assert!(
+            s.max_mtu() >= 1500 && RingSpec::for_mtu(s.max_mtu() + 1, 4096).max_mtu() > s.max_mtu()
+        );
         let jumbo = RingSpec::for_mtu(9000, 100);
         assert_eq!(jumbo.frame_size, 16384);
         assert_eq!(

@@ -101,6 +101,10 @@ pub struct Relay {
     /// Outlives the workers, so the final snapshot still has their counters.
     worker_stats: Vec<Arc<WorkerStats>>,
     memberships: Memberships,
+    /// Per input interface with rings: the largest MTU its ring slots hold.
+    ring_mtu: HashMap<u32, u32>,
+    /// (interface, MTU) pairs already warned about, so a warning is logged once.
+    mtu_warned: std::collections::HashSet<(u32, u32)>,
 }
 
 impl Relay {
@@ -116,11 +120,11 @@ impl Relay {
         let table = Table::compile(config, links, &mut Host, None, 1)?;
         let inputs = table.input_ifindexes();
         let mut rings: Vec<Vec<Ring>> = (0..workers).map(|_| Vec::new()).collect();
+        let mut ring_mtu = HashMap::new();
         for &ifindex in &inputs {
-            for (w, ring) in open_rings(&table, ifindex, workers)?
-                .into_iter()
-                .enumerate()
-            {
+            let (spec, opened) = open_rings(&table, ifindex, workers)?;
+            ring_mtu.insert(ifindex, spec.max_mtu());
+            for (w, ring) in opened.into_iter().enumerate() {
                 rings[w].push(ring);
             }
         }
@@ -136,6 +140,8 @@ impl Relay {
             worker_stats: started.iter().map(|w| w.stats().clone()).collect(),
             workers: started,
             memberships: Memberships::kernel(),
+            ring_mtu,
+            mtu_warned: Default::default(),
         };
         let table = relay.table.load_full();
         for m in table.memberships() {
@@ -173,7 +179,8 @@ impl Relay {
         let mut rings = Vec::new();
         for change in &changes {
             if let Change::AddInterface(ifindex) = *change {
-                rings.push(open_rings(&new, ifindex, self.workers.len())?);
+                let (spec, opened) = open_rings(&new, ifindex, self.workers.len())?;
+                rings.push((ifindex, spec, opened));
             }
         }
         let mut joined = Vec::new();
@@ -194,11 +201,13 @@ impl Relay {
                 joined.push(m);
             }
         }
-        for per_worker in rings {
+        for (ifindex, spec, per_worker) in rings {
+            self.ring_mtu.insert(ifindex, spec.max_mtu());
             for (worker, ring) in self.workers.iter().zip(per_worker) {
                 worker.send(Command::AddRing(ring));
             }
         }
+        self.warn_outgrown_rings(&new);
         let mut summary = ReloadSummary {
             generation: new.generation(),
             joined: joined.len(),
@@ -230,6 +239,7 @@ impl Relay {
                     Err(e) => log::warn!("leaving {} on ifindex {}: {e}", m.group, m.ifindex),
                 },
                 Change::RemoveInterface(ifindex) => {
+                    self.ring_mtu.remove(&ifindex);
                     for worker in &self.workers {
                         worker.send(Command::RemoveRing(ifindex));
                     }
@@ -238,6 +248,32 @@ impl Relay {
             }
         }
         Ok(summary)
+    }
+
+    /// Logs, once per (interface, MTU), an input whose MTU grew past what its ring slots
+    /// hold: larger datagrams arrive cut short and are counted `truncated` until a restart
+    /// opens rings sized for the new MTU (rings are not replaced live: a second ring on the
+    /// interface would deliver some datagrams twice, closing the old one first would lose
+    /// some).
+    fn warn_outgrown_rings(&mut self, table: &Table) {
+        for (&ifindex, &max) in &self.ring_mtu {
+            let Some(name) = table.input_name(ifindex) else {
+                continue;
+            };
+            let Some(Some(facts)) = table.links().get(name) else {
+                continue;
+            };
+            if facts.ifindex == ifindex
+                && facts.mtu > max
+                && self.mtu_warned.insert((ifindex, facts.mtu))
+            {
+                log::warn!(
+                    "input `{name}`: MTU raised to {} but its receive rings hold frames for MTU {max}; \
+                     larger datagrams are counted `truncated` until mcr restarts (systemctl restart mcr)",
+                    facts.mtu
+                );
+            }
+        }
     }
 
     pub fn worker_count(&self) -> usize {
@@ -309,8 +345,12 @@ impl Relay {
     }
 }
 
-/// One ring per worker on `ifindex`, in one new fanout group.
-fn open_rings(table: &Table, ifindex: u32, workers: usize) -> Result<Vec<Ring>, StartError> {
+/// One ring per worker on `ifindex`, in one new fanout group, and the spec they share.
+fn open_rings(
+    table: &Table,
+    ifindex: u32,
+    workers: usize,
+) -> Result<(RingSpec, Vec<Ring>), StartError> {
     let name = table.input_name(ifindex);
     let mtu = name
         .and_then(|n| table.links().get(n)?.as_ref())
@@ -318,12 +358,13 @@ fn open_rings(table: &Table, ifindex: u32, workers: usize) -> Result<Vec<Ring>, 
     let name = name.map_or_else(String::new, |n| n.to_string());
     let spec = RingSpec::for_mtu(mtu, RING_FRAMES);
     let mut fanout = Fanout::default();
-    (0..workers)
+    let rings = (0..workers)
         .map(|_| {
             Ring::open(ifindex, spec, &mut fanout).map_err(|source| StartError::Ring {
                 interface: name.clone(),
                 source,
             })
         })
-        .collect()
+        .collect::<Result<_, _>>()?;
+    Ok((spec, rings))
 }

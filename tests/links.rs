@@ -208,3 +208,42 @@ fn an_input_link_flap_leaves_workers_idle_and_groups_announced() {
     assert_eq!(packets(&t, "a"), 4000);
     t.stop_relay(relay);
 }
+
+#[test]
+fn an_input_mtu_raised_past_its_rings_is_named_and_counted_not_silent() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    let config = format!("{}{FLOW_A}", header(&t, 1));
+    let relay = t.start_relay(&config);
+    for (ns, dev) in [(&t.gen, "up0"), (&t.relay, "in0")] {
+        ns.ip(&["link", "set", dev, "mtu", "9000"]);
+    }
+    t.wait_log(relay, "input `in0`: MTU raised to 9000", 1);
+    assert!(
+        t.procs[relay].stderr().contains("until mcr restarts"),
+        "the warning says what to do"
+    );
+    // A jumbo datagram arrives cut short: counted, never forwarded in part.
+    t.gen(&[
+        "--group",
+        "239.1.1.1",
+        "--port",
+        "5001",
+        "--count",
+        "10",
+        "--size",
+        "8000",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while num(&t.control_json("stats")["drops"], "truncated") < 10 {
+        assert!(
+            Instant::now() < deadline,
+            "10 jumbo datagrams counted truncated"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(packets(&t, "a"), 0);
+    // Datagrams that still fit keep flowing.
+    check_a(&mut t, 1000);
+    assert_eq!(t.log_count(relay, "MTU raised to 9000"), 1, "warned once");
+}
