@@ -229,20 +229,11 @@ fn answer<F: Fn(Call) -> bool>(conn: UnixStream, forward: &F) -> io::Result<()> 
     conn.set_write_timeout(Some(TIMEOUT))?;
     let mut line = String::new();
     BufReader::new(io::Read::take(&conn, 64 * 1024)).read_line(&mut line)?;
-    let response = match serde_json::from_str::<Request>(&line) {
-        Err(e) => failure(format!(
-            "bad request ({e}); send e.g. {{\"v\":{PROTOCOL},\"cmd\":\"stats\"}}"
-        )),
-        Ok(req) if req.v != PROTOCOL => failure(format!(
-            "protocol version {} is not supported; this mcr speaks version {PROTOCOL}",
-            req.v
-        )),
-        Ok(req) => {
+    let response = match parse_request(&line) {
+        Err(message) => failure(message),
+        Ok(command) => {
             let (tx, rx) = mpsc::sync_channel(1);
-            if !forward(Call {
-                command: req.cmd,
-                reply: tx,
-            }) {
+            if !forward(Call { command, reply: tx }) {
                 failure("mcr is shutting down".into())
             } else {
                 match rx.recv_timeout(TIMEOUT) {
@@ -260,6 +251,20 @@ fn answer<F: Fn(Call) -> bool>(conn: UnixStream, forward: &F) -> io::Result<()> 
     let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
     out.push(b'\n');
     (&conn).write_all(&out)
+}
+
+/// Parses one request line: the command, or the error message to answer with.
+pub fn parse_request(line: &str) -> Result<Command, String> {
+    match serde_json::from_str::<Request>(line) {
+        Err(e) => Err(format!(
+            "bad request ({e}); send e.g. {{\"v\":{PROTOCOL},\"cmd\":\"stats\"}}"
+        )),
+        Ok(req) if req.v != PROTOCOL => Err(format!(
+            "protocol version {} is not supported; this mcr speaks version {PROTOCOL}",
+            req.v
+        )),
+        Ok(req) => Ok(req.cmd),
+    }
 }
 
 fn failure(message: String) -> Response {
