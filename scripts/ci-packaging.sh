@@ -174,7 +174,7 @@ exposure=$(sed -n 's/.*Overall exposure level for mcr.service: \([0-9.]*\).*/\1/
 expect "systemd-analyze security: exposure ${exposure:-?} <= 3.0" \
     awk -v e="${exposure:-99}" 'BEGIN { exit !(e <= 3.0) }'
 for d in 'Type=notify' 'NotifyAccess=main' 'ExecStart=/usr/bin/mcr run -c /etc/mcr.toml' \
-    'ExecReload=/bin/kill -HUP $MAINPID' 'User=mcr' 'NoNewPrivileges=yes' 'ProtectSystem=strict' \
+    'ExecReload=/usr/bin/mcr reload' 'LimitNOFILE=65536' 'User=mcr' 'NoNewPrivileges=yes' 'ProtectSystem=strict' \
     'RuntimeDirectory=mcr' 'RuntimeDirectoryMode=0750' \
     'RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6 AF_NETLINK AF_PACKET'; do
     grep -qxF "$d" "$unit" || fail "unit has $d"
@@ -326,15 +326,27 @@ body = urllib.request.urlopen(\"http://127.0.0.1:9810/metrics\", timeout=5).read
 assert \"mcr_flow_packets_total\" in body, body[:500]
 '"
 
-# `systemctl reload` runs ExecReload with $MAINPID: the file is unchanged, so mcr must
-# answer the SIGHUP with a reload that finds nothing to do.
+# `systemctl reload` runs ExecReload as the unit's user; this relay's socket is not the
+# default one, hence --socket. The file is unchanged: exit 0, nothing to do.
 reload_cmd=$(unit_val ExecReload)
-# shellcheck disable=SC2034 # MAINPID is used by the eval of ExecReload
-MAINPID=$mainpid
-eval "$reload_cmd"
-wait_for 10 grep -qi 'unchanged' "$work/relay.err" ||
-    { cat "$work/relay.err"; fail "ExecReload ($reload_cmd) made mcr reload"; }
-pass "ExecReload ($reload_cmd) made the relay re-read its config (unchanged: nothing to do)"
+as_unit_user() { setpriv --reuid=mcr --regid=mcr --init-groups "$@"; }
+# shellcheck disable=SC2086 # the unit's command line, split as systemd splits it
+as_unit_user $reload_cmd --socket "$sock" >"$work/reload.out" 2>&1 && rc=0 || rc=$?
+cat "$work/reload.out"
+expect "ExecReload ($reload_cmd) as user mcr: the relay re-read its config (unchanged), exit 0" \
+    bash -c "[ $rc -eq 0 ] && grep -q unchanged '$work/reload.out'"
+# A broken file: ExecReload fails with the error at PATH:LINE:COL, so `systemctl reload`
+# (and an Ansible handler) fails visibly; the running table stays.
+cp "$work/relay.toml" "$work/relay.toml.good"
+printf '[relay]\nworkers = "two"\n' >"$work/relay.toml.bad"
+chmod 0644 "$work/relay.toml.bad"
+mv -f "$work/relay.toml.bad" "$work/relay.toml"
+# shellcheck disable=SC2086
+as_unit_user $reload_cmd --socket "$sock" >"$work/reload.out" 2>&1 && rc=0 || rc=$?
+cat "$work/reload.out"
+expect "ExecReload on a broken file: exit 1 with the error at $work/relay.toml:2:" \
+    bash -c "[ $rc -eq 1 ] && grep -q 'relay.toml:2:' '$work/reload.out'"
+mv -f "$work/relay.toml.good" "$work/relay.toml"
 
 # Replace the file by rename, as Ansible's template module does: mcr's own watch reloads it
 # (the no-systemd mode of the Ansible role relies on this). The new table adds a flow on a

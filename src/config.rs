@@ -51,6 +51,15 @@ pub const DEFAULT_TTL: u8 = 1;
 /// How often statistics are logged when `stats_interval` is not set.
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Bounds of a non-zero `stats_interval`: a line more often than every 100 ms is a busy
+/// loop, less often than daily is never read.
+pub const STATS_INTERVAL_RANGE: (Duration, Duration) =
+    (Duration::from_millis(100), Duration::from_secs(86_400));
+
+/// Most workers: each owns one socket in every input's fanout group, and the kernel allows
+/// 256 sockets per group (`PACKET_FANOUT_MAX`).
+pub const MAX_WORKERS: usize = 256;
+
 /// How long a flow may go without an input packet before it is `idle`, unless
 /// `[relay] idle_after` or the flow's own `idle_after` says otherwise.
 pub const DEFAULT_IDLE_AFTER: Duration = Duration::from_secs(5);
@@ -252,9 +261,35 @@ impl Config {
     /// # Errors
     /// Every problem found; a file that cannot be read is one error at line 0.
     pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
-        let source = std::fs::read_to_string(path)
+        let bytes = std::fs::read(path)
             .map_err(|e| ConfigError::whole_file(path, format!("cannot read file: {e}")))?;
-        Config::parse(&source, path)
+        Config::parse_bytes(&bytes, path)
+    }
+
+    /// [`Config::parse`] for a file's raw bytes: bytes that are not UTF-8 are an error at the
+    /// first invalid one (TOML is UTF-8), as `mcr check`, start-up and reloads all see it.
+    ///
+    /// # Errors
+    /// As [`Config::parse`], or the encoding error.
+    pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Config, ConfigErrors> {
+        match std::str::from_utf8(bytes) {
+            Ok(source) => Config::parse(source, path),
+            Err(e) => {
+                let valid = e.valid_up_to();
+                // The text before the bad byte is valid: position the error within it.
+                let source = std::str::from_utf8(&bytes[..valid]).unwrap_or_default();
+                Err(ConfigError::at(
+                    path,
+                    source,
+                    valid..valid,
+                    format!(
+                        "byte 0x{:02x} is not UTF-8 text; a TOML file must be UTF-8 (convert it, e.g. with iconv)",
+                        bytes[valid]
+                    ),
+                )
+                .into())
+            }
+        }
     }
 
     /// Parses and validates `source`; `path` is only used in error messages.

@@ -14,7 +14,9 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::config::{Config, IfName};
 use crate::control::{self, Call, Command, ReloadOutcome, Reply, Status};
+use crate::limits::Descriptors;
 use crate::links;
+use crate::membership::Limits;
 use crate::querier::Queriers;
 use crate::relay::Relay;
 use crate::stats::Snapshot;
@@ -46,6 +48,8 @@ pub enum RunError {
     Privilege(#[from] crate::privilege::PrivilegeError),
     #[error("worker {0} stopped ({1}); exiting so the service manager restarts mcr")]
     WorkerDied(usize, String),
+    #[error("{0}")]
+    Descriptors(String),
 }
 
 enum Event {
@@ -221,8 +225,7 @@ impl State {
     /// Parses `bytes` and applies them to the relay; the running table stays on any error.
     fn apply(&mut self, relay: &mut Relay, path: &Path, bytes: Vec<u8>) -> ReloadOutcome {
         let rejected = |errors: Vec<String>| ReloadOutcome::Rejected { errors };
-        let text = String::from_utf8_lossy(&bytes);
-        let config = match Config::parse(&text, path) {
+        let config = match Config::parse_bytes(&bytes, path) {
             Ok(c) => c,
             Err(errors) => {
                 let errors: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
@@ -232,6 +235,10 @@ impl State {
                 return rejected(errors);
             }
         };
+        let need = Descriptors::estimate(&config, relay.worker_count(), Limits::read());
+        if let Err(e) = need.fit(crate::limits::open_files()) {
+            return rejected(vec![format!("{}: {e}", path.display())]);
+        }
         let (old, new) = (&self.config.relay, &config.relay);
         if (old.querier, old.query_interval) != (new.querier, new.query_interval) {
             log::warn!(
@@ -359,11 +366,11 @@ fn ready_status(relay: &Relay) -> String {
 pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let applied = std::fs::read(&opts.config).unwrap_or_default();
     let config = Config::load(&opts.config)?;
-    let workers = config
-        .relay
-        .workers
-        .map(|w| w.get())
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = config.relay.workers.map(|w| w.get()).unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map_or(1, |n| n.get())
+            .min(crate::config::MAX_WORKERS)
+    });
     let (events, inbox) = mpsc::channel();
     let signal_handle = spawn_signals(events.clone())?;
     // Subscribe to link changes before the interfaces are first read, so none is missed.
@@ -378,6 +385,13 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     .map_err(|e| log::warn!("cannot follow interface changes ({e}); `mcr reload` re-reads them"))
     .ok();
     let links = links::read(interface_names(&config));
+    let nofile = crate::limits::raise_nofile().unwrap_or_else(|e| {
+        log::warn!("cannot read or raise the open-file limit: {e}");
+        u64::MAX
+    });
+    let need = Descriptors::estimate(&config, workers, Limits::read());
+    need.fit(nofile).map_err(RunError::Descriptors)?;
+    log::info!("open files: about {} needed, limit {nofile}", need.total());
     let on_worker_exit: crate::worker::OnExit = {
         let events = std::sync::Mutex::new(events.clone());
         std::sync::Arc::new(move |id, reason| {

@@ -11,6 +11,7 @@ pub mod control;
 pub mod daemon;
 pub mod egress;
 pub mod ingress;
+pub mod limits;
 pub mod links;
 pub mod loopguard;
 pub mod membership;

@@ -156,6 +156,8 @@ pub struct Table {
     generation: u64,
     flows: Vec<FlowEntry>,
     index: FxHashMap<Key, u32>,
+    /// Flow index by name, so reloads and stats stay linear in the number of flows.
+    by_name: FxHashMap<String, u32>,
     has_ssm: bool,
     /// The facts of every interface the config names, as compiled against.
     links: LinkView,
@@ -189,6 +191,7 @@ impl Table {
             generation: 0,
             flows: Vec::new(),
             index: FxHashMap::default(),
+            by_name: FxHashMap::default(),
             has_ssm: false,
             links: LinkView::new(),
             guard: Arc::default(),
@@ -274,10 +277,16 @@ impl Table {
         }
         let has_ssm = flows.iter().any(|f| f.spec.input.source.is_some());
         let names = interface_names(config);
+        let by_name = flows
+            .iter()
+            .enumerate()
+            .map(|(i, f)| (f.spec.name.clone(), i as u32))
+            .collect();
         Ok(Table {
             generation,
             flows,
             index,
+            by_name,
             has_ssm,
             links: links
                 .iter()
@@ -335,7 +344,7 @@ impl Table {
     }
 
     pub fn flow_by_name(&self, name: &str) -> Option<&FlowEntry> {
-        self.flows.iter().find(|f| f.spec.name == name)
+        self.flows.get(*self.by_name.get(name)? as usize)
     }
 
     /// The flow a datagram belongs to: a source-specific flow for its source if there is one,

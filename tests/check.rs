@@ -82,3 +82,50 @@ fn a_missing_file_is_an_error_naming_it() {
     assert!(!ok);
     assert!(stderr.contains("/nonexistent/mcr.toml"), "{stderr}");
 }
+
+#[test]
+fn a_file_that_is_not_utf8_is_an_error_at_its_first_bad_byte() {
+    let dir = std::env::temp_dir().join(format!("mcr-check-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("latin1.toml");
+    std::fs::write(&path, b"[relay]\nuser = \"caf\xe9\"\n").unwrap();
+    let (ok, _, stderr) = check(&path);
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(!ok);
+    assert!(
+        stderr.contains("latin1.toml:2:12: byte 0xe9 is not UTF-8 text"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn run_refuses_a_config_that_cannot_fit_the_open_file_limit() {
+    let dir = std::env::temp_dir().join(format!("mcr-check-nofile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("big.toml");
+    let mut config = String::from("[relay]\nworkers = 1\nwatch = false\n");
+    for i in 0..200 {
+        config += &format!(
+            "[[flow]]\nname = \"f{i}\"\ninput = {{ interface = \"mcr-no-such0\", group = \"239.1.0.{}\", port = 5000 }}\n\
+             outputs = [ {{ interface = \"mcr-no-such1\", group = \"239.2.0.{}\", port = 5000 }} ]\n",
+            i + 1,
+            i + 1
+        );
+    }
+    std::fs::write(&path, config).unwrap();
+    // A hard limit of 256 cannot be raised: 200 outputs × 2 sockets do not fit.
+    let out = Command::new("prlimit")
+        .args(["--nofile=256:256", MCR, "run", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("this config needs about 541 open files")
+            && stderr.contains("the limit is 256")
+            && stderr.contains("LimitNOFILE="),
+        "{stderr}"
+    );
+}

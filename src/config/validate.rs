@@ -19,7 +19,7 @@ use std::path::Path;
 
 use toml::Spanned;
 
-use super::error::{line_col, ConfigError};
+use super::error::ConfigError;
 use super::raw::{RawConfig, RawFlow, RawInput, RawOutput, RawRelay};
 use super::{
     Config, EgressMode, Flow, IfName, Input, Output, QuerierMode, RelaySettings, DEFAULT_TTL,
@@ -43,6 +43,9 @@ pub(super) fn validate(
         source,
         path,
         errors: Vec::new(),
+        line_starts: std::iter::once(0)
+            .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+            .collect(),
     };
     let relay = v.relay(raw.relay);
     let flows = v.flows(&raw.flow);
@@ -78,6 +81,9 @@ struct Validator<'a> {
     source: &'a str,
     path: &'a Path,
     errors: Vec<ConfigError>,
+    /// Byte offset where each line starts: line numbers by binary search, so recording
+    /// where every flow was defined stays O(log n) per flow, not a rescan of the file.
+    line_starts: Vec<usize>,
 }
 
 impl Validator<'_> {
@@ -87,7 +93,8 @@ impl Validator<'_> {
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
-        line_col(self.source, span.start).0
+        self.line_starts
+            .partition_point(|&start| start <= span.start)
     }
 
     /// Returns the field, or records that it is missing from `table`.
@@ -109,13 +116,17 @@ impl Validator<'_> {
             return defaults;
         };
         let workers = raw.workers.and_then(|w| {
-            let n = usize::try_from(*w.get_ref()).ok().and_then(NonZeroUsize::new);
+            let n = usize::try_from(*w.get_ref())
+                .ok()
+                .filter(|&n| n <= super::MAX_WORKERS)
+                .and_then(NonZeroUsize::new);
             if n.is_none() {
                 self.error(
                     w.span(),
                     format!(
-                        "workers = {} is invalid; use at least 1, or remove the key to run one worker per online CPU",
-                        w.get_ref()
+                        "workers = {} is invalid; use 1 to {} (the kernel's limit of sockets in one fanout group), or remove the key to run one worker per online CPU",
+                        w.get_ref(),
+                        super::MAX_WORKERS
                     ),
                 );
             }
@@ -123,20 +134,35 @@ impl Validator<'_> {
         });
         let stats_interval = match raw.stats_interval {
             None => defaults.stats_interval,
-            Some(s) => match humantime::parse_duration(s.get_ref()) {
-                Ok(d) if d.is_zero() => None,
-                Ok(d) => Some(d),
-                Err(e) => {
-                    self.error(
-                        s.span(),
-                        format!(
-                            "stats_interval {:?} is not a duration ({e}); write one such as \"10s\", \"500ms\" or \"1m\", or \"0s\" to disable periodic stats",
-                            s.get_ref()
-                        ),
-                    );
-                    defaults.stats_interval
+            Some(s) => {
+                let (min, max) = super::STATS_INTERVAL_RANGE;
+                match humantime::parse_duration(s.get_ref()) {
+                    Ok(d) if d.is_zero() => None,
+                    Ok(d) if (min..=max).contains(&d) => Some(d),
+                    Ok(_) => {
+                        self.error(
+                            s.span(),
+                            format!(
+                                "stats_interval {:?} is out of range; use a duration from {} to {}, or \"0s\" to disable periodic stats",
+                                s.get_ref(),
+                                humantime::format_duration(min),
+                                humantime::format_duration(max)
+                            ),
+                        );
+                        defaults.stats_interval
+                    }
+                    Err(e) => {
+                        self.error(
+                            s.span(),
+                            format!(
+                                "stats_interval {:?} is not a duration ({e}); write one such as \"10s\", \"500ms\" or \"1m\", or \"0s\" to disable periodic stats",
+                                s.get_ref()
+                            ),
+                        );
+                        defaults.stats_interval
+                    }
                 }
-            },
+            }
         };
         let control_socket = match &raw.control_socket {
             None => defaults.control_socket,
@@ -637,4 +663,29 @@ impl Validator<'_> {
 
 fn endpoint_of(output: &Output) -> Endpoint {
     (output.interface.clone(), output.group, output.port)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_numbers_by_index_match_a_rescan() {
+        let source = "a\n\nbc\nd\u{e9}f\n\nlast";
+        let v = Validator {
+            source,
+            path: Path::new("x"),
+            errors: Vec::new(),
+            line_starts: std::iter::once(0)
+                .chain(source.match_indices('\n').map(|(i, _)| i + 1))
+                .collect(),
+        };
+        for offset in 0..=source.len() {
+            assert_eq!(
+                v.line(&(offset..offset)),
+                super::super::error::line_col(source, offset).0,
+                "offset {offset}"
+            );
+        }
+    }
 }
