@@ -6,9 +6,10 @@
 //! `{"v":1,"ok":true,...}` or `{"v":1,"ok":false,"error":"..."}`; then the connection closes.
 //! A request with another `v` is answered with an error naming the supported version.
 //!
-//! The accept loop runs on its own thread and never touches relay state: each request goes
-//! to the control thread as a [`Call`] with a reply channel, so every state change and read
-//! stays on one thread.
+//! The socket is served by a bounded poll loop on its own thread (`serve`): many clients at
+//! once, each with a deadline and a size limit, so an idle or slow client never holds up
+//! another. It never touches relay state: each request goes to the control thread as a
+//! [`Call`] with a reply channel, so every state change and read stays on one thread.
 
 use std::io::{self, BufRead, BufReader, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -208,49 +209,91 @@ where
             log::warn!("cannot give {} to group mcr: {e}", path.display());
         }
     }
-    std::thread::Builder::new()
-        .name("mcr-control".into())
-        .spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(conn) = conn else { continue };
-                if let Err(e) = answer(conn, &forward) {
-                    log::debug!("control connection: {e}");
-                }
-                // `forward` false: the relay is shutting down.
-            }
-        })?;
+    crate::serve::spawn(
+        "mcr-control",
+        crate::serve::Listener::Unix(listener),
+        ControlProtocol { forward },
+        BOUNDS,
+    )?;
     Ok(Server {
         path: path.to_path_buf(),
     })
 }
 
-fn answer<F: Fn(Call) -> bool>(conn: UnixStream, forward: &F) -> io::Result<()> {
-    conn.set_read_timeout(Some(TIMEOUT))?;
-    conn.set_write_timeout(Some(TIMEOUT))?;
-    let mut line = String::new();
-    BufReader::new(io::Read::take(&conn, 64 * 1024)).read_line(&mut line)?;
-    let response = match parse_request(&line) {
-        Err(message) => failure(message),
-        Ok(command) => {
-            let (tx, rx) = mpsc::sync_channel(1);
-            if !forward(Call { command, reply: tx }) {
-                failure("mcr is shutting down".into())
-            } else {
-                match rx.recv_timeout(TIMEOUT) {
-                    Ok(reply) => Response {
-                        v: PROTOCOL,
-                        ok: true,
-                        reply: Some(reply),
-                        error: None,
-                    },
-                    Err(_) => failure("mcr did not answer in time".into()),
+/// Limits of the control socket: many clients at once, none able to hold up another.
+const BOUNDS: crate::serve::Bounds = crate::serve::Bounds {
+    max_clients: 256,
+    max_request: 64 * 1024,
+    request_timeout: Duration::from_secs(5),
+    // The control thread answers in turn; as long as a client waits (`call`'s timeout).
+    answer_timeout: TIMEOUT,
+    write_timeout: Duration::from_secs(10),
+};
+
+/// One JSON line in, one JSON line out, answered by the control thread through `forward`.
+struct ControlProtocol<F> {
+    forward: F,
+}
+
+impl<F: Fn(Call) -> bool + Send + 'static> crate::serve::Protocol for ControlProtocol<F> {
+    type Pending = mpsc::Receiver<Reply>;
+
+    fn request(&mut self, received: &[u8]) -> crate::serve::Step<Self::Pending> {
+        use crate::serve::Step;
+        let Some(end) = received.iter().position(|&b| b == b'\n') else {
+            return Step::More;
+        };
+        let command = std::str::from_utf8(&received[..end])
+            .map_err(|_| "bad request (not UTF-8)".to_string())
+            .and_then(parse_request);
+        match command {
+            Err(message) => Step::Respond(encode(&failure(message))),
+            Ok(command) => {
+                let (tx, rx) = mpsc::sync_channel(1);
+                if (self.forward)(Call { command, reply: tx }) {
+                    Step::Wait(rx)
+                } else {
+                    Step::Respond(encode(&failure("mcr is shutting down".into())))
                 }
             }
         }
-    };
-    let mut out = serde_json::to_vec(&response).map_err(io::Error::other)?;
+    }
+
+    fn too_long(&mut self) -> Vec<u8> {
+        encode(&failure(format!(
+            "request longer than {} KiB; send one JSON line such as {{\"v\":{PROTOCOL},\"cmd\":\"stats\"}}",
+            BOUNDS.max_request / 1024
+        )))
+    }
+
+    fn poll(&mut self, pending: &mut Self::Pending) -> Option<Vec<u8>> {
+        match pending.try_recv() {
+            Ok(reply) => Some(encode(&Response {
+                v: PROTOCOL,
+                ok: true,
+                reply: Some(reply),
+                error: None,
+            })),
+            Err(mpsc::TryRecvError::Empty) => None,
+            Err(mpsc::TryRecvError::Disconnected) => {
+                Some(encode(&failure("mcr is shutting down".into())))
+            }
+        }
+    }
+
+    fn timed_out(&mut self) -> Vec<u8> {
+        encode(&failure("mcr did not answer in time".into()))
+    }
+}
+
+/// A response as one line.
+fn encode(response: &Response) -> Vec<u8> {
+    let mut out = serde_json::to_vec(response).unwrap_or_else(|e| {
+        format!("{{\"v\":{PROTOCOL},\"ok\":false,\"error\":\"cannot encode the answer: {e}\"}}")
+            .into_bytes()
+    });
     out.push(b'\n');
-    (&conn).write_all(&out)
+    out
 }
 
 /// Parses one request line: the command, or the error message to answer with.

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
-use crate::config::{Config, IfName};
+use crate::config::{Config, IfName, RelaySettings};
 use crate::control::{self, Call, Command, ReloadOutcome, Reply, Status};
 use crate::limits::Descriptors;
 use crate::links;
@@ -255,6 +255,11 @@ impl State {
                 );
             }
         }
+        for key in needs_restart(old, new) {
+            log::warn!(
+                "[relay] {key} changed: it takes effect at the next restart; applying the rest"
+            );
+        }
         let _ = sd_notify::notify(&[
             sd_notify::NotifyState::Reloading,
             sd_notify::NotifyState::MonotonicUsec(i128::from(crate::stats::monotonic_ns() / 1000)),
@@ -371,6 +376,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             .map_or(1, |n| n.get())
             .min(crate::config::MAX_WORKERS)
     });
+    if config.relay.user.is_some() && nix::unistd::getuid().is_root() {
+        // Before the first thread: threads inherit the bounding set of their creator.
+        crate::privilege::cut_bounding_set()?;
+    }
     let (events, inbox) = mpsc::channel();
     let signal_handle = spawn_signals(events.clone())?;
     // Subscribe to link changes before the interfaces are first read, so none is missed.
@@ -549,12 +558,12 @@ fn start_services(
     };
     if let Some(addr) = config.relay.metrics {
         let scrape_events = std::sync::Mutex::new(events.clone());
-        let fetch = move || {
+        let scrape = move || {
             let (tx, rx) = mpsc::sync_channel(1);
             scrape_events.lock().ok()?.send(Event::Scrape(tx)).ok()?;
-            rx.recv_timeout(Duration::from_secs(10)).ok()
+            Some(rx)
         };
-        let bound = crate::metrics::serve(addr, fetch)
+        let bound = crate::metrics::serve(addr, scrape)
             .map_err(|source| RunError::Metrics { addr, source })?;
         log::info!("metrics on http://{bound}/metrics");
     }
@@ -652,9 +661,10 @@ fn serve(
         if timers.reload.is_some_and(|t| t <= now) {
             timers.reload = None;
             state.reload(relay);
-            if timers.stats_tick.is_none() {
-                timers.stats_tick = state.stats_interval.map(|i| now + i);
-            }
+        }
+        // A reload by any path may have turned the periodic stats line on or off.
+        if timers.stats_tick.is_some() != state.stats_interval.is_some() {
+            timers.stats_tick = state.stats_interval.map(|i| now + i);
         }
         if let Some(q) = state
             .queriers
@@ -684,11 +694,10 @@ fn log_stats(snap: &Snapshot, previous: Option<&(Snapshot, Instant)>) {
     let prev = previous.map(|(s, t)| (s, t.elapsed()));
     let lines = snap.lines(prev);
     let (flow_lines, drop_line) = lines.split_at(lines.len() - 1);
+    let prev_flows = prev.map(|(p, _)| p.by_name());
     for (line, flow) in flow_lines.iter().zip(&snap.flows) {
-        let moved = prev.is_none_or(|(p, _)| {
-            p.flows
-                .iter()
-                .find(|f| f.name == flow.name)
+        let moved = prev_flows.as_ref().is_none_or(|p| {
+            p.get(flow.name.as_str())
                 .is_none_or(|f| f.packets != flow.packets)
         });
         if moved && flow.packets > 0 {
@@ -700,15 +709,106 @@ fn log_stats(snap: &Snapshot, previous: Option<&(Snapshot, Instant)>) {
     }
 }
 
+/// `[relay]` keys whose change a reload cannot apply (besides `workers`, `querier` and
+/// `query_interval`, logged with the values kept): the listeners, the user switch and the
+/// file watch are set up once at start.
+fn needs_restart(old: &RelaySettings, new: &RelaySettings) -> Vec<&'static str> {
+    [
+        ("control_socket", old.control_socket != new.control_socket),
+        ("metrics", old.metrics != new.metrics),
+        ("user", old.user != new.user),
+        ("watch", old.watch != new.watch),
+    ]
+    .into_iter()
+    .filter_map(|(key, changed)| changed.then_some(key))
+    .collect()
+}
+
 /// Best effort: a write that fails is logged, never fatal.
 fn write_json(path: Option<&Path>, snap: &Snapshot) {
     let Some(path) = path else { return };
-    let tmp = path.with_extension("tmp");
     let result = serde_json::to_vec_pretty(snap)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
-        .and_then(|()| std::fs::rename(&tmp, path));
+        .and_then(|bytes| replace_file(path, &bytes));
     if let Err(e) = result {
         log::warn!("cannot write stats to {}: {e}", path.display());
+    }
+}
+
+/// Writes `bytes` to a new file beside `path` and renames it over `path`, so readers see
+/// the old or the new content whole. The temporary file is created exclusively (`O_EXCL`,
+/// which never follows a symlink) under a name with the pid and a counter: a file or link
+/// planted in advance is never written through, even when mcr runs as root.
+fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
+    let name = name.unwrap_or_default();
+    for _ in 0..8 {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let mut file = match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)
+        {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        };
+        let written = file
+            .write_all(bytes)
+            .and_then(|()| std::fs::rename(&tmp, path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        return written;
+    }
+    Err(std::io::Error::other("no free temporary file name"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relay_keys_a_reload_cannot_apply_are_named() {
+        let old = RelaySettings::default();
+        assert!(needs_restart(&old, &old.clone()).is_empty());
+        let new = RelaySettings {
+            control_socket: "/run/other.sock".into(),
+            watch: false,
+            stats_interval: None,
+            ..old.clone()
+        };
+        assert_eq!(needs_restart(&old, &new), ["control_socket", "watch"]);
+    }
+
+    #[test]
+    fn stats_file_replacement_never_writes_through_a_planted_link() {
+        let dir = std::env::temp_dir().join(format!("mcr-replace-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let victim = dir.join("victim");
+        std::fs::write(&victim, "untouched").unwrap();
+        let path = dir.join("stats.json");
+        // The old predictable name, and the first name this process would pick.
+        std::os::unix::fs::symlink(&victim, dir.join("stats.tmp")).unwrap();
+        let first = format!(".stats.json.{}.0.tmp", std::process::id());
+        std::os::unix::fs::symlink(&victim, dir.join(&first)).unwrap();
+        replace_file(&path, b"{\"new\":1}").unwrap();
+        replace_file(&path, b"{\"new\":2}").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{\"new\":2}");
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "untouched");
+        let left: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".tmp") && n != &first && n != "stats.tmp")
+            .collect();
+        assert!(left.is_empty(), "temporary files left: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

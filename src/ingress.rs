@@ -78,8 +78,14 @@ pub struct Frame<'r> {
     pub data: &'r [u8],
     /// The frame's length on the wire; larger than `data.len()` when truncated.
     pub wire_len: u32,
-    /// The kernel stripped an 802.1Q tag (the frame belongs to a VLAN, not this interface).
+    /// The kernel stripped an 802.1Q tag with a VLAN ID (the frame belongs to a VLAN, not
+    /// this interface). A priority tag (VLAN ID 0) does not count: the kernel treats such a
+    /// frame as untagged, and so does mcr.
     pub vlan_tagged: bool,
+    /// The ring's flags vouch for the checksums: the NIC verified them
+    /// (`TP_STATUS_CSUM_VALID`) or this host generated the packet and offload fills them in
+    /// (`TP_STATUS_CSUMNOTREADY`). Otherwise nobody has checked them yet.
+    pub checksum_trusted: bool,
 }
 
 /// Kernel counters of one socket since the previous read.
@@ -239,7 +245,9 @@ impl Ring {
         Some(Frame {
             data,
             wire_len: hdr.tp_len,
-            vlan_tagged: status & libc::TP_STATUS_VLAN_VALID != 0,
+            vlan_tagged: status & libc::TP_STATUS_VLAN_VALID != 0 && hdr.tp_vlan_tci & 0x0fff != 0,
+            checksum_trusted: status & (libc::TP_STATUS_CSUM_VALID | libc::TP_STATUS_CSUMNOTREADY)
+                != 0,
         })
     }
 

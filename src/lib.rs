@@ -20,6 +20,7 @@ pub mod privilege;
 pub mod querier;
 pub mod relay;
 pub mod reload;
+pub mod serve;
 pub mod stats;
 pub(crate) mod sys;
 pub mod table;

@@ -6,6 +6,8 @@
 //! reasons (a closed enum), interface names. A removed flow disappears from the next scrape.
 
 use std::net::SocketAddr;
+use std::sync::mpsc::{Receiver, TryRecvError};
+use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
@@ -177,36 +179,111 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
     out
 }
 
-/// Serves `/metrics` on `addr` from a thread; `fetch` returns the data of one scrape (or
-/// `None` when the relay is shutting down).
-pub fn serve<F>(addr: SocketAddr, fetch: F) -> std::io::Result<SocketAddr>
+/// Serves `/metrics` on `addr` from a bounded listener thread (`serve`): `scrape` asks the
+/// control thread for one scrape's data and returns where the answer will arrive (`None`
+/// when the relay is shutting down); the text is rendered on the listener's thread.
+///
+/// A small HTTP/1.1 listener on std rather than an HTTP crate: a scrape is one `GET`, and
+/// what matters here is what tiny_http lacked — a connection cap, deadlines, a bounded
+/// request and an accept loop that survives errors — all of which `serve` gives the
+/// control socket too.
+pub fn serve<F>(addr: SocketAddr, scrape: F) -> std::io::Result<SocketAddr>
 where
-    F: Fn() -> Option<(Snapshot, Status)> + Send + 'static,
+    F: Fn() -> Option<Receiver<(Snapshot, Status)>> + Send + 'static,
 {
-    let server = tiny_http::Server::http(addr).map_err(std::io::Error::other)?;
-    let bound = server.server_addr().to_ip().unwrap_or(addr);
-    std::thread::Builder::new()
-        .name("mcr-metrics".into())
-        .spawn(move || {
-            for request in server.incoming_requests() {
-                let response = if request.url() != "/metrics" {
-                    tiny_http::Response::from_string("not found; scrape /metrics\n")
-                        .with_status_code(404)
-                } else if let Some((snap, status)) = fetch() {
-                    let content_type = tiny_http::Header::from_bytes(
-                        &b"Content-Type"[..],
-                        &b"application/openmetrics-text; version=1.0.0; charset=utf-8"[..],
-                    )
-                    .expect("static header is valid");
-                    tiny_http::Response::from_string(render(&snap, &status))
-                        .with_header(content_type)
-                } else {
-                    tiny_http::Response::from_string("shutting down\n").with_status_code(503)
-                };
-                let _ = request.respond(response);
-            }
-        })?;
+    let listener = std::net::TcpListener::bind(addr)?;
+    let bound = listener.local_addr()?;
+    crate::serve::spawn(
+        "mcr-metrics",
+        crate::serve::Listener::Tcp(listener),
+        Http { scrape },
+        BOUNDS,
+    )?;
     Ok(bound)
+}
+
+/// Limits of the metrics endpoint: a few scrapers at once, a request is one short header.
+const BOUNDS: crate::serve::Bounds = crate::serve::Bounds {
+    max_clients: 64,
+    max_request: 8 * 1024,
+    request_timeout: Duration::from_secs(5),
+    answer_timeout: Duration::from_secs(10),
+    write_timeout: Duration::from_secs(10),
+};
+
+struct Http<F> {
+    scrape: F,
+}
+
+impl<F> crate::serve::Protocol for Http<F>
+where
+    F: Fn() -> Option<Receiver<(Snapshot, Status)>> + Send + 'static,
+{
+    type Pending = Receiver<(Snapshot, Status)>;
+
+    fn request(&mut self, received: &[u8]) -> crate::serve::Step<Self::Pending> {
+        use crate::serve::Step;
+        let head_end = |sep: &[u8]| received.windows(sep.len()).position(|w| w == sep);
+        if head_end(b"\r\n\r\n")
+            .or_else(|| head_end(b"\n\n"))
+            .is_none()
+        {
+            return Step::More;
+        }
+        let line = received.split(|&b| b == b'\n').next().unwrap_or_default();
+        let line = String::from_utf8_lossy(line);
+        let mut parts = line.split_whitespace();
+        let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let path = target.split('?').next().unwrap_or("");
+        if method != "GET" {
+            return Step::Respond(http(405, "text/plain", "only GET; scrape /metrics\n"));
+        }
+        if path != "/metrics" {
+            return Step::Respond(http(404, "text/plain", "not found; scrape /metrics\n"));
+        }
+        match (self.scrape)() {
+            Some(rx) => Step::Wait(rx),
+            None => Step::Respond(http(503, "text/plain", "shutting down\n")),
+        }
+    }
+
+    fn too_long(&mut self) -> Vec<u8> {
+        http(431, "text/plain", "request header too large\n")
+    }
+
+    fn poll(&mut self, pending: &mut Self::Pending) -> Option<Vec<u8>> {
+        match pending.try_recv() {
+            Ok((snap, status)) => Some(http(
+                200,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                &render(&snap, &status),
+            )),
+            Err(TryRecvError::Empty) => None,
+            Err(TryRecvError::Disconnected) => Some(http(503, "text/plain", "shutting down\n")),
+        }
+    }
+
+    fn timed_out(&mut self) -> Vec<u8> {
+        http(503, "text/plain", "mcr did not answer in time\n")
+    }
+}
+
+/// A complete HTTP/1.1 response that closes the connection.
+fn http(status: u16, content_type: &str, body: &str) -> Vec<u8> {
+    let reason = match status {
+        200 => "OK",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        431 => "Request Header Fields Too Large",
+        _ => "Service Unavailable",
+    };
+    let mut out = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 #[cfg(test)]

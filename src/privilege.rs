@@ -8,8 +8,10 @@
 //! and the end-to-end tests prove forwarding and a reload that adds an interface with it.
 //!
 //! Every other thread loses all capabilities with the switch (the kernel clears them when
-//! the uid leaves 0 and keep-caps is off, which it is on threads other than this one), and
-//! the bounding set is cut to it, so nothing can regain more.
+//! the uid leaves 0 and keep-caps is off, which it is on threads other than this one). The
+//! bounding set is per thread too: `mcr run` cuts it to the kept set before it starts any
+//! thread ([`cut_bounding_set`]), so every thread has the cut set. The user keeps its
+//! supplementary groups (`initgroups`), as a login would give them.
 
 use caps::{CapSet, Capability, CapsHashSet};
 
@@ -33,6 +35,22 @@ pub enum PrivilegeError {
 /// The capabilities a dropped relay keeps.
 pub fn kept() -> CapsHashSet {
     [Capability::CAP_NET_RAW].into_iter().collect()
+}
+
+/// Cuts the bounding set of the calling thread to [`kept`]. The bounding set is per thread
+/// and inherited by threads created afterwards, so `mcr run` calls this before it starts any
+/// thread when it will switch user: every thread then has the cut set, not only the one that
+/// switches. A root process keeps its permitted capabilities meanwhile (the bounding set
+/// only limits what an `execve` could grant, and mcr never executes anything).
+pub fn cut_bounding_set() -> Result<(), PrivilegeError> {
+    for cap in caps::all().difference(&kept()) {
+        caps::drop(None, CapSet::Bounding, *cap).map_err(|e| PrivilegeError::Switch {
+            user: String::new(),
+            step: "bounding set",
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    }
+    Ok(())
 }
 
 /// Switches the process to `user`, keeping [`kept`] capabilities on the calling thread.
@@ -60,15 +78,18 @@ pub fn drop_to(user: &str) -> Result<(), PrivilegeError> {
     nix::sys::prctl::set_keepcaps(true)
         .map_err(std::io::Error::from)
         .map_err(fail("keep capabilities"))?;
-    let all = caps::all();
-    for cap in all.difference(&kept()) {
+    for cap in caps::all().difference(&kept()) {
         caps::drop(None, CapSet::Bounding, *cap)
             .map_err(caps_err)
             .map_err(fail("bounding set"))?;
     }
-    unistd::setgroups(&[entry.gid])
+    // The user's own supplementary groups, as a login would give them (e.g. the group that
+    // may read a config file or use the control socket).
+    let name =
+        std::ffi::CString::new(user).map_err(|e| fail("initgroups")(std::io::Error::other(e)))?;
+    unistd::initgroups(&name, entry.gid)
         .map_err(std::io::Error::from)
-        .map_err(fail("setgroups"))?;
+        .map_err(fail("initgroups"))?;
     unistd::setgid(entry.gid)
         .map_err(std::io::Error::from)
         .map_err(fail("setgid"))?;

@@ -30,6 +30,9 @@ pub enum Drop {
     RingFull,
     /// A looped copy: a payload the flow relayed moments ago, back from another sender.
     Loop,
+    /// A wrong IPv4 header or UDP checksum on a frame nobody had verified: corrupted on the
+    /// way in, so never relayed with fresh, valid headers.
+    Checksum,
     /// An output's socket buffer or queue was full (`EAGAIN`/`ENOBUFS`); never retried.
     EgressFull,
     /// Any other send error, also counted per output by errno.
@@ -37,7 +40,7 @@ pub enum Drop {
 }
 
 impl Drop {
-    pub const ALL: [Drop; 9] = [
+    pub const ALL: [Drop; 10] = [
         Drop::NoMatch,
         Drop::Fragment,
         Drop::Malformed,
@@ -45,6 +48,7 @@ impl Drop {
         Drop::Truncated,
         Drop::RingFull,
         Drop::Loop,
+        Drop::Checksum,
         Drop::EgressFull,
         Drop::SendError,
     ];
@@ -58,6 +62,7 @@ impl Drop {
             Drop::Truncated => "truncated",
             Drop::RingFull => "ring_full",
             Drop::Loop => "loop",
+            Drop::Checksum => "checksum",
             Drop::EgressFull => "egress_full",
             Drop::SendError => "send_error",
         }
@@ -303,14 +308,20 @@ impl Snapshot {
             .or_insert(0) += errors;
     }
 
+    /// Flows by name, so comparing two snapshots stays linear in the number of flows.
+    pub fn by_name(&self) -> std::collections::HashMap<&str, &FlowSnapshot> {
+        self.flows.iter().map(|f| (f.name.as_str(), f)).collect()
+    }
+
     /// Fills each flow's rates from `previous`, taken `elapsed` earlier.
     pub fn set_rates(&mut self, previous: &Snapshot, elapsed: std::time::Duration) {
         let secs = elapsed.as_secs_f64();
         if secs <= 0.0 {
             return;
         }
+        let previous = previous.by_name();
         for f in &mut self.flows {
-            if let Some(p) = previous.flows.iter().find(|p| p.name == f.name) {
+            if let Some(p) = previous.get(f.name.as_str()) {
                 f.pps = f.packets.saturating_sub(p.packets) as f64 / secs;
                 f.mbps = f.bytes.saturating_sub(p.bytes) as f64 * 8.0 / secs / 1e6;
             }
@@ -320,9 +331,10 @@ impl Snapshot {
     /// Human-readable lines: one per flow with its outputs, then the drop totals.
     pub fn lines(&self, previous: Option<(&Snapshot, std::time::Duration)>) -> Vec<String> {
         let mut lines = Vec::new();
+        let prev_flows = previous.map(|(prev, dt)| (prev.by_name(), dt));
         for f in &self.flows {
-            let rate = previous.and_then(|(prev, dt)| {
-                let p = prev.flows.iter().find(|p| p.name == f.name)?;
+            let rate = prev_flows.as_ref().and_then(|(prev, dt)| {
+                let p = prev.get(f.name.as_str())?;
                 let secs = dt.as_secs_f64().max(1e-9);
                 Some((
                     (f.packets.saturating_sub(p.packets)) as f64 / secs,

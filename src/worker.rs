@@ -263,6 +263,10 @@ impl Loop {
                 continue;
             };
             let Some(flow) = table.flow(fi) else { continue };
+            if !frame.checksum_trusted && !wire::verify_checksums(frame.data) {
+                drops.add(Drop::Checksum, 1);
+                continue;
+            }
             let sender = loopguard::sender(d.src, d.src_port);
             if table
                 .guard()

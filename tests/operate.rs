@@ -341,6 +341,34 @@ fn dropping_to_an_unprivileged_user_keeps_forwarding_and_live_interface_adds_wor
     // CAP_NET_RAW (13) only.
     assert_eq!(field("CapEff:"), "0000000000002000");
     assert_eq!(field("CapBnd:"), "0000000000002000");
+    // On every thread: the bounding set is per thread, and all of them were started as root.
+    let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .map(|t| std::fs::read_to_string(t.unwrap().path().join("status")).unwrap())
+        .collect();
+    assert!(
+        tasks.len() >= 4,
+        "main, signals, links, workers, control: {}",
+        tasks.len()
+    );
+    for task in &tasks {
+        let cap_bnd = task.lines().find_map(|l| l.strip_prefix("CapBnd:"));
+        assert_eq!(cap_bnd.map(str::trim), Some("0000000000002000"), "{task}");
+    }
+    // The user's supplementary groups, as `id -G` lists them.
+    let id = Command::new("id").args(["-G", "nobody"]).output().unwrap();
+    let want: Vec<String> = String::from_utf8_lossy(&id.stdout)
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    let mut groups: Vec<String> = field("Groups:")
+        .split_whitespace()
+        .map(String::from)
+        .collect();
+    groups.sort();
+    let mut want = want;
+    want.sort();
+    assert_eq!(groups, want);
 
     let sink = t.start_sink(
         0,

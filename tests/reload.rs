@@ -369,3 +369,26 @@ fn a_reload_adds_and_releases_an_input_interface_without_restarting() {
     let stats = t.stop_relay(relay);
     assert_eq!(num(flow(&stats, "a"), "packets"), 0);
 }
+
+#[test]
+fn relay_settings_on_reload_apply_or_name_the_restart_they_need() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    let quiet = "[relay]\nworkers = 1\nstats_interval = \"0s\"\nwatch = false\n";
+    let relay = t.start_relay(&format!("{quiet}{FLOW_A}"));
+    assert!(t.live_stats().is_null(), "no periodic stats yet");
+    // Turning the periodic stats on by SIGHUP starts them; moving the control socket and
+    // switching the watch on are named as needing a restart.
+    let sock = t.dir.join("moved.sock").display().to_string();
+    t.write_config_in_place(&format!(
+        "[relay]\nworkers = 1\nstats_interval = \"200ms\"\nwatch = true\ncontrol_socket = \"{sock}\"\n{FLOW_A}"
+    ));
+    t.signal_relay(relay, Signal::SIGHUP);
+    t.wait_log(relay, "reloaded: generation 2", 1);
+    t.wait_stats("periodic stats started by the reload", |s| has_flow(s, "a"));
+    for key in ["control_socket", "watch"] {
+        let line = format!("[relay] {key} changed: it takes effect at the next restart");
+        assert_eq!(t.log_count(relay, &line), 1, "{}", t.procs[relay].stderr());
+    }
+    t.stop_relay(relay);
+}

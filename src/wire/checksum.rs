@@ -1,7 +1,7 @@
 //! The Internet checksum (RFC 1071), shared by the IPv4 header and UDP.
 //!
-//! Only tests and encoders use it: the relay does not verify checksums on
-//! the forwarding path (see [`super::ipv4`]). Sums are accumulated in a u64,
+//! Encoders use it, and the packet path verifies with it the checksums of
+//! frames no one has vouched for ([`super::verify_checksums`]). Sums are accumulated in a u64,
 //! which cannot overflow for any buffer that fits in memory, and folded once
 //! at the end.
 

@@ -8,13 +8,11 @@
 //! [`payload`](Ipv4Packet::payload). Those two getters stay total even when a
 //! setter later breaks the invariant: they return an empty slice.
 //!
-//! Checksums are not verified when parsing, on purpose. The relay reads frames
-//! the kernel has already accepted or is about to transmit: on receive the
-//! NIC or the IP stack has checked them, and frames looped from local senders
-//! or crossing a veth may carry offloaded (partial) checksums that only become
-//! valid when a real NIC finishes them. Verifying would cost a pass over the
-//! header per packet and would drop good traffic. [`Ipv4Packet::verify_checksum`]
-//! and [`Ipv4Packet::fill_checksum`] exist for tests and encoding.
+//! Checksums are not verified when parsing: a tap sees frames before the IP
+//! stack has checked them, and frames from local senders carry offloaded
+//! (partial) checksums that only a NIC would finish. The packet path decides
+//! from the ring's checksum flags whether a frame needs verifying, and then
+//! calls [`super::verify_checksums`], which uses [`Ipv4Packet::verify_checksum`].
 
 use std::net::Ipv4Addr;
 
@@ -219,7 +217,7 @@ impl<T: AsRef<[u8]>> Ipv4Packet<T> {
         self.buffer.as_ref().get(range).unwrap_or(&[])
     }
 
-    /// True when the header checksum is correct (RFC 1071). Not used when
+    /// True when the header checksum is correct (RFC 1071). Not part of
     /// parsing; see the module documentation.
     pub fn verify_checksum(&self) -> bool {
         match self.buffer.as_ref().get(..self.header_len()) {

@@ -103,7 +103,7 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
     }
 
     /// True when the checksum is absent (0) or correct for a datagram
-    /// carried in IPv4 between `src` and `dst`. Not used when parsing.
+    /// carried in IPv4 between `src` and `dst`. Not part of parsing.
     pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
         if self.checksum() == 0 {
             return true;
