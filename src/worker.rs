@@ -258,6 +258,11 @@ impl Loop {
                     continue;
                 }
             };
+            if d.vlan.is_some_and(|id| id != 0) {
+                // A tag the kernel left in the frame (the inner one of two): another VLAN's.
+                drops.add(Drop::Unsupported, 1);
+                continue;
+            }
             let Some(fi) = table.lookup(ifindex, d.src, d.dst, d.dst_port) else {
                 drops.add(Drop::NoMatch, 1);
                 continue;

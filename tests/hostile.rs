@@ -1,7 +1,8 @@
-//! End to end: frames injected raw (AF_PACKET in the generator's namespace, so no host has
-//! vouched for their checksums) interleave a valid counted stream with corrupt ones. The
-//! valid stream arrives complete and byte-exact; every corrupt frame is counted, none is
-//! relayed with fresh headers.
+//! End to end: hostile input. Frames injected raw (AF_PACKET in the generator's namespace,
+//! so no host has vouched for their checksums) interleave a valid counted stream with
+//! malformed, corrupt, fragmented and foreign-VLAN ones: the valid stream arrives complete
+//! and byte-exact, every bad frame is counted under its reason, none is relayed. And the
+//! control socket and metrics endpoint under idle, slow and huge clients.
 
 mod common;
 
@@ -13,21 +14,74 @@ use mcr::wire::checksum::{checksum, fold, sum_words};
 const SRC: [u8; 4] = [10, 1, 0, 1];
 const GROUP: [u8; 4] = [239, 1, 1, 1];
 
-/// How a frame is built from probe `seq`.
-#[derive(Clone, Copy, PartialEq)]
+/// How a frame is built from probe `seq`, and what mcr must make of it.
+#[derive(Clone, Copy, PartialEq, Debug)]
 enum Kind {
     Valid,
     /// UDP checksum 0: none computed, valid for IPv4.
     NoUdpChecksum,
     /// An 802.1Q tag with VLAN ID 0 (priority only): the kernel treats it as untagged.
     PriorityTagged,
+    /// IPv4 options (NOPs): a valid datagram.
+    IpOptions,
     /// A payload bit flipped after the checksum was computed (corruption on the way).
     CorruptPayload,
     /// A wrong IPv4 header checksum.
     BadIpChecksum,
+    /// IHL 4: a header shorter than the minimum.
+    IhlTooSmall,
+    /// IHL 15 (60 bytes) with a total length of 40.
+    IhlBeyondTotal,
+    /// Total length larger than the frame carries.
+    TotalBeyondFrame,
+    /// Total length that ends inside the UDP header.
+    TotalCutsUdpHeader,
+    /// UDP length larger than the IPv4 payload.
+    UdpLenBeyondIp,
+    /// UDP length below its own header.
+    UdpLenTooSmall,
+    /// The first fragment of a datagram (MF set).
+    FirstFragment,
+    /// A later fragment (offset 1480).
+    LaterFragment,
+    /// Two tags, the outer one a VLAN (stripped by the kernel, VLAN ID 7).
+    DoubleTagged,
+    /// A priority tag outside, a VLAN ID 9 tag inside (left in the frame by the kernel).
+    VlanInsidePriorityTag,
 }
 
+impl Kind {
+    /// The drop reason mcr must count it under; `None` for a datagram it relays.
+    fn reason(self) -> Option<&'static str> {
+        use Kind::*;
+        match self {
+            Valid | NoUdpChecksum | PriorityTagged | IpOptions => None,
+            CorruptPayload | BadIpChecksum => Some("checksum"),
+            IhlTooSmall | IhlBeyondTotal | TotalBeyondFrame | TotalCutsUdpHeader
+            | UdpLenBeyondIp | UdpLenTooSmall => Some("malformed"),
+            FirstFragment | LaterFragment => Some("fragment"),
+            DoubleTagged | VlanInsidePriorityTag => Some("unsupported"),
+        }
+    }
+}
+
+const BAD: [Kind; 12] = [
+    Kind::CorruptPayload,
+    Kind::BadIpChecksum,
+    Kind::IhlTooSmall,
+    Kind::IhlBeyondTotal,
+    Kind::TotalBeyondFrame,
+    Kind::TotalCutsUdpHeader,
+    Kind::UdpLenBeyondIp,
+    Kind::UdpLenTooSmall,
+    Kind::FirstFragment,
+    Kind::LaterFragment,
+    Kind::DoubleTagged,
+    Kind::VlanInsidePriorityTag,
+];
+
 fn frame(seq: u64, kind: Kind) -> Vec<u8> {
+    use Kind::*;
     let mut payload = vec![0u8; 200];
     mcr::tools::payload::write(&mut payload, 0, seq, mcr::tools::payload::monotonic_ns());
     let udp_len = 8 + payload.len();
@@ -37,7 +91,7 @@ fn frame(seq: u64, kind: Kind) -> Vec<u8> {
     udp.extend_from_slice(&(udp_len as u16).to_be_bytes());
     udp.extend_from_slice(&[0, 0]);
     udp.extend_from_slice(&payload);
-    if kind != Kind::NoUdpChecksum {
+    if kind != NoUdpChecksum {
         let mut pseudo = Vec::new();
         pseudo.extend_from_slice(&SRC);
         pseudo.extend_from_slice(&GROUP);
@@ -46,23 +100,50 @@ fn frame(seq: u64, kind: Kind) -> Vec<u8> {
         let sum = !fold(sum_words(sum_words(0, &pseudo), &udp));
         udp[6..8].copy_from_slice(&(if sum == 0 { 0xffff } else { sum }).to_be_bytes());
     }
-    if kind == Kind::CorruptPayload {
-        udp[8 + 100] ^= 0x10;
+    match kind {
+        CorruptPayload => udp[8 + 100] ^= 0x10,
+        UdpLenBeyondIp => udp[4..6].copy_from_slice(&(udp_len as u16 + 100).to_be_bytes()),
+        UdpLenTooSmall => udp[4..6].copy_from_slice(&4u16.to_be_bytes()),
+        _ => {}
     }
-    let total = 20 + udp_len;
-    let mut ip = vec![0x45, 0];
+    let options: &[u8] = if kind == IpOptions {
+        &[1, 1, 1, 0]
+    } else {
+        &[]
+    };
+    let header_len = 20 + options.len();
+    let total = header_len + udp_len;
+    let mut ip = vec![0x40 | (header_len / 4) as u8, 0];
     ip.extend_from_slice(&(total as u16).to_be_bytes());
     ip.extend_from_slice(&[0, 0, 0x40, 0, 8, 17, 0, 0]);
     ip.extend_from_slice(&SRC);
     ip.extend_from_slice(&GROUP);
-    let sum = checksum(&ip);
+    ip.extend_from_slice(options);
+    match kind {
+        IhlTooSmall => ip[0] = 0x44,
+        IhlBeyondTotal => {
+            ip[0] = 0x4f;
+            ip[2..4].copy_from_slice(&40u16.to_be_bytes());
+        }
+        TotalBeyondFrame => ip[2..4].copy_from_slice(&(total as u16 + 500).to_be_bytes()),
+        TotalCutsUdpHeader => ip[2..4].copy_from_slice(&24u16.to_be_bytes()),
+        FirstFragment => ip[6] = 0x20,                        // MF
+        LaterFragment => ip[6..8].copy_from_slice(&[0, 185]), // offset 185 × 8 = 1480
+        _ => {}
+    }
+    let sum = checksum(&ip[..header_len]);
     ip[10..12].copy_from_slice(&sum.to_be_bytes());
-    if kind == Kind::BadIpChecksum {
+    if kind == BadIpChecksum {
         ip[11] ^= 0x5a;
     }
     let mut f = vec![0x01, 0x00, 0x5e, 0x01, 0x01, 0x01, 0x02, 0, 0, 0, 0, 1];
-    if kind == Kind::PriorityTagged {
-        f.extend_from_slice(&[0x81, 0x00, 0xa0, 0x00]); // PCP 5, VLAN ID 0
+    match kind {
+        PriorityTagged => f.extend_from_slice(&[0x81, 0x00, 0xa0, 0x00]), // PCP 5, VLAN ID 0
+        DoubleTagged => f.extend_from_slice(&[0x81, 0x00, 0x00, 0x07, 0x81, 0x00, 0x00, 0x09]),
+        VlanInsidePriorityTag => {
+            f.extend_from_slice(&[0x81, 0x00, 0xa0, 0x00, 0x81, 0x00, 0x00, 0x09])
+        }
+        _ => {}
     }
     f.extend_from_slice(&[0x08, 0x00]);
     f.extend_from_slice(&ip);
@@ -127,44 +208,45 @@ fn corrupt_frames_are_counted_never_laundered_and_the_valid_stream_is_exact() {
             &N.to_string(),
         ],
     );
-    // Every fifth probe goes out in one of the valid variants; after every fifth, the same
-    // probe again, corrupted (a laundered copy would reach the sink as a corrupt duplicate).
+    // Every tenth probe goes out in each valid variant; after every fifth, the same probe
+    // again, broken in one of the ways of BAD in turn (a relayed copy would reach the sink
+    // as a duplicate, a laundered one as a corrupt duplicate).
     let mut frames = Vec::new();
-    let mut bad = 0;
+    let mut expected: std::collections::BTreeMap<&str, u64> = Default::default();
     for seq in 0..N {
         let kind = match seq % 10 {
             3 => Kind::NoUdpChecksum,
+            5 => Kind::IpOptions,
             7 => Kind::PriorityTagged,
             _ => Kind::Valid,
         };
         frames.push(frame(seq, kind));
         if seq % 5 == 0 {
-            let corrupt = if seq % 10 == 0 {
-                Kind::CorruptPayload
-            } else {
-                Kind::BadIpChecksum
-            };
-            frames.push(frame(seq, corrupt));
-            bad += 1;
+            let bad = BAD[(seq / 5) as usize % BAD.len()];
+            frames.push(frame(seq, bad));
+            *expected.entry(bad.reason().unwrap()).or_default() += 1;
         }
     }
     inject(&t, &frames);
     assert_clean(&t.sink_report(sink), N);
     let deadline = Instant::now() + Duration::from_secs(10);
+    let counted = |s: &serde_json::Value| {
+        expected
+            .iter()
+            .all(|(reason, n)| num(&s["drops"], reason) >= *n)
+    };
     let stats = loop {
         let s = t.control_json("stats");
-        if num(&s["drops"], "checksum") >= bad || Instant::now() > deadline {
+        if counted(&s) || Instant::now() > deadline {
             break s;
         }
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert_eq!(num(&stats["drops"], "checksum"), bad, "{stats}");
+    for (reason, n) in &expected {
+        assert_eq!(num(&stats["drops"], reason), *n, "{reason}: {stats}");
+    }
     assert_eq!(num(flow(&stats, "a"), "packets"), N, "{stats}");
-    assert_eq!(
-        num(&stats["drops"], "unsupported"),
-        0,
-        "priority tags are untagged: {stats}"
-    );
+    assert_eq!(num(&stats["drops"], "no_match"), 0, "{stats}");
 }
 
 /// Holds 1,000 idle connections to each endpoint, a slowloris on each and a 100 MiB request
