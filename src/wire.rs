@@ -145,7 +145,9 @@ pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
 /// UDP checksum (or it is 0: none computed, valid for IPv4). A pass over the payload: the
 /// packet path calls it only for frames that neither the NIC nor the sending host vouches
 /// for (the ring's checksum flags), so a frame corrupted before mcr is never relayed with
-/// fresh, valid headers. False for anything `parse` would reject.
+/// fresh, valid headers. Only for frames `parse` accepted: it re-reads the IPv4 and UDP
+/// headers' lengths and checksums and nothing else (not the EtherType, fragment bits or
+/// protocol), so for other frames its answer means nothing.
 pub fn verify_checksums(frame: &[u8]) -> bool {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return false;

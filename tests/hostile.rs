@@ -151,6 +151,18 @@ fn frame(seq: u64, kind: Kind) -> Vec<u8> {
     f
 }
 
+/// One relay, flow `a`: 239.1.1.1:5001 on in0 → 239.9.9.1:5099 on out0; `extra` goes into
+/// `[relay]`.
+fn config(t: &Topology, extra: &str) -> String {
+    format!(
+        "[relay]\nworkers = 1\nstats_interval = \"0s\"\nwatch = false\nquerier = \"off\"\n\
+         {extra}control_socket = \"{}\"\n[[flow]]\nname = \"a\"\n\
+         input = {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }}\n\
+         outputs = [ {{ interface = \"out0\", group = \"239.9.9.1\", port = 5099 }} ]\n",
+        t.dir.join("control.sock").display()
+    )
+}
+
 /// Sends `frames` in order from the generator's `up0` through a raw packet socket.
 fn inject(t: &Topology, frames: &[Vec<u8>]) {
     let mut blob = Vec::new();
@@ -188,14 +200,7 @@ fn inject(t: &Topology, frames: &[Vec<u8>]) {
 fn corrupt_frames_are_counted_never_laundered_and_the_valid_stream_is_exact() {
     let _s = serial();
     let mut t = Topology::chain(1);
-    let config = format!(
-        "[relay]\nworkers = 1\nstats_interval = \"0s\"\nwatch = false\nquerier = \"off\"\n\
-         control_socket = \"{}\"\n[[flow]]\nname = \"a\"\n\
-         input = {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }}\n\
-         outputs = [ {{ interface = \"out0\", group = \"239.9.9.1\", port = 5099 }} ]\n",
-        t.dir.join("control.sock").display()
-    );
-    t.start_relay(&config);
+    t.start_relay(&config(&t, ""));
     const N: u64 = 1000;
     let sink = t.start_sink(
         0,
@@ -330,14 +335,7 @@ fn scrape(t: &Topology) -> String {
 fn endpoints_stay_bounded_under_idle_slow_and_huge_clients_while_forwarding() {
     let _s = serial();
     let mut t = Topology::chain(1);
-    let config = format!(
-        "[relay]\nworkers = 1\nstats_interval = \"0s\"\nwatch = false\nquerier = \"off\"\n\
-         metrics = \"127.0.0.1:9810\"\ncontrol_socket = \"{}\"\n[[flow]]\nname = \"a\"\n\
-         input = {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }}\n\
-         outputs = [ {{ interface = \"out0\", group = \"239.9.9.1\", port = 5099 }} ]\n",
-        t.dir.join("control.sock").display()
-    );
-    let relay = t.start_relay(&config);
+    let relay = t.start_relay(&config(&t, "metrics = \"127.0.0.1:9810\"\n"));
     let pid = t.procs[relay].child.id();
     let (_, rss_before) = common::fds_and_rss(pid);
 

@@ -33,19 +33,14 @@ fn lan(t: &Topology) -> Netns {
         "0",
     ]);
     sw.ip(&["link", "set", "br0", "up"]);
-    for (port, peer, ns, addr) in [
-        ("pg", "up0", &t.gen, "10.9.0.1/24"),
-        ("pa", "lan0", &t.relay, "10.9.0.2/24"),
-        ("pb", "lan0", &t.sinks[0], "10.9.0.3/24"),
-    ] {
-        sw.ip(&[
-            "link", "add", port, "type", "veth", "peer", "name", peer, "netns", &ns.name,
-        ]);
-        sw.ip(&["link", "set", port, "master", "br0"]);
-        sw.ip(&["link", "set", port, "up"]);
-        ns.ip(&["addr", "add", addr, "dev", peer]);
-        ns.ip(&["link", "set", peer, "up"]);
-    }
+    common::bridge_ports(
+        &sw,
+        &[
+            ("pg", "up0", &t.gen, "10.9.0.1/24"),
+            ("pa", "lan0", &t.relay, "10.9.0.2/24"),
+            ("pb", "lan0", &t.sinks[0], "10.9.0.3/24"),
+        ],
+    );
     sw
 }
 

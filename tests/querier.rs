@@ -54,18 +54,13 @@ fn bridged(t: &Topology, querier: Option<&str>) -> Netns {
         ]);
     }
     sw.ip(&["link", "set", "br0", "up"]);
-    for (port, peer, ns, addr) in [
-        ("pg", "up0", &t.gen, "10.1.0.1/24"),
-        ("pr", "in0", &t.relay, "10.1.0.2/24"),
-    ] {
-        sw.ip(&[
-            "link", "add", port, "type", "veth", "peer", "name", peer, "netns", &ns.name,
-        ]);
-        sw.ip(&["link", "set", port, "master", "br0"]);
-        sw.ip(&["link", "set", port, "up"]);
-        ns.ip(&["addr", "add", addr, "dev", peer]);
-        ns.ip(&["link", "set", peer, "up"]);
-    }
+    common::bridge_ports(
+        &sw,
+        &[
+            ("pg", "up0", &t.gen, "10.1.0.1/24"),
+            ("pr", "in0", &t.relay, "10.1.0.2/24"),
+        ],
+    );
     sw.exec(&["bridge", "link", "set", "dev", "pr", "mcast_flood", "off"]);
     sw
 }

@@ -114,6 +114,20 @@ pub fn link(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: 
     b.ip(&["link", "set", b_if, "up"]);
 }
 
+/// Adds a port to bridge `br0` in `sw` for each (port, peer, namespace, address): a veth
+/// pair whose peer end moves to the namespace, addressed and up.
+pub fn bridge_ports(sw: &Netns, ports: &[(&str, &str, &Netns, &str)]) {
+    for &(port, peer, ns, addr) in ports {
+        sw.ip(&[
+            "link", "add", port, "type", "veth", "peer", "name", peer, "netns", &ns.name,
+        ]);
+        sw.ip(&["link", "set", port, "master", "br0"]);
+        sw.ip(&["link", "set", port, "up"]);
+        ns.ip(&["addr", "add", addr, "dev", peer]);
+        ns.ip(&["link", "set", peer, "up"]);
+    }
+}
+
 /// A process started by a test, killed (by PID) and reaped on drop.
 pub struct Proc {
     pub child: Child,
