@@ -238,11 +238,13 @@ struct ControlProtocol<F> {
 impl<F: Fn(Call) -> bool + Send + 'static> crate::serve::Protocol for ControlProtocol<F> {
     type Pending = mpsc::Receiver<Reply>;
 
-    fn request(&mut self, received: &[u8]) -> crate::serve::Step<Self::Pending> {
+    fn request(&mut self, received: &[u8], fresh: usize) -> crate::serve::Step<Self::Pending> {
         use crate::serve::Step;
-        let Some(end) = received.iter().position(|&b| b == b'\n') else {
+        let from = received.len() - fresh;
+        let Some(end) = received[from..].iter().position(|&b| b == b'\n') else {
             return Step::More;
         };
+        let end = from + end;
         let command = std::str::from_utf8(&received[..end])
             .map_err(|_| "bad request (not UTF-8)".to_string())
             .and_then(parse_request);
@@ -364,6 +366,41 @@ pub fn fnv1a(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::{Protocol, Step};
+
+    #[test]
+    fn a_request_line_is_complete_only_at_its_newline_even_across_reads() {
+        let calls = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let seen = calls.clone();
+        let mut control = ControlProtocol {
+            forward: move |call: Call| {
+                seen.lock().unwrap().push(call.command);
+                true
+            },
+        };
+        let line = b"{\"v\":1,\"cmd\":\"status\"}\n";
+        let split = 10;
+        assert!(matches!(control.request(&line[..split], split), Step::More));
+        assert!(matches!(
+            control.request(line, line.len() - split),
+            Step::Wait(_)
+        ));
+        assert_eq!(*calls.lock().unwrap(), [Command::Status]);
+        let answer = |step: Step<mpsc::Receiver<Reply>>| match step {
+            Step::Respond(out) => String::from_utf8(out).unwrap(),
+            _ => panic!("expected an immediate answer"),
+        };
+        let bad = answer(control.request(b"hello\n", 6));
+        assert!(
+            bad.contains("\"ok\":false") && bad.contains("bad request"),
+            "{bad}"
+        );
+        let binary = answer(control.request(b"\xff\n", 2));
+        assert!(binary.contains("not UTF-8"), "{binary}");
+        assert!(String::from_utf8(control.too_long())
+            .unwrap()
+            .contains("longer than 64 KiB"));
+    }
 
     #[test]
     fn fnv1a_known_values() {

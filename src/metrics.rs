@@ -221,13 +221,12 @@ where
 {
     type Pending = Receiver<(Snapshot, Status)>;
 
-    fn request(&mut self, received: &[u8]) -> crate::serve::Step<Self::Pending> {
+    fn request(&mut self, received: &[u8], fresh: usize) -> crate::serve::Step<Self::Pending> {
         use crate::serve::Step;
-        let head_end = |sep: &[u8]| received.windows(sep.len()).position(|w| w == sep);
-        if head_end(b"\r\n\r\n")
-            .or_else(|| head_end(b"\n\n"))
-            .is_none()
-        {
+        // The blank line ending the head may straddle the previous read: look 3 bytes back.
+        let tail = &received[(received.len() - fresh).saturating_sub(3)..];
+        let ends = |sep: &[u8]| tail.windows(sep.len()).any(|w| w == sep);
+        if !ends(b"\r\n\r\n") && !ends(b"\n\n") {
             return Step::More;
         }
         let line = received.split(|&b| b == b'\n').next().unwrap_or_default();
@@ -289,7 +288,51 @@ fn http(status: u16, content_type: &str, body: &str) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::serve::{Protocol, Step};
     use crate::stats::{FlowSnapshot, OutputSnapshot};
+
+    fn status_line(step: Step<Receiver<(Snapshot, Status)>>) -> String {
+        match step {
+            Step::Respond(out) => String::from_utf8_lossy(&out)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            Step::More => "more".into(),
+            Step::Wait(_) => "wait".into(),
+        }
+    }
+
+    #[test]
+    fn a_request_head_is_complete_only_at_its_blank_line_even_across_reads() {
+        let mut http = Http { scrape: || None };
+        let head = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+        let split = head.len() - 2; // the blank line straddles the two reads
+        assert_eq!(status_line(http.request(&head[..split], split)), "more");
+        assert_eq!(
+            status_line(http.request(head, 2)),
+            "HTTP/1.1 503 Service Unavailable"
+        );
+        let other = b"GET / HTTP/1.1\n\n";
+        assert_eq!(
+            status_line(http.request(other, other.len())),
+            "HTTP/1.1 404 Not Found"
+        );
+        let post = b"POST /metrics HTTP/1.1\r\n\r\n";
+        assert_eq!(
+            status_line(http.request(post, post.len())),
+            "HTTP/1.1 405 Method Not Allowed"
+        );
+        // A scrape handed to a relay that goes away before answering.
+        let mut http = Http {
+            scrape: || Some(std::sync::mpsc::sync_channel(1).1),
+        };
+        let Step::Wait(mut pending) = http.request(head, head.len()) else {
+            panic!("a scrape waits for the relay");
+        };
+        let answer = http.poll(&mut pending).expect("an answer");
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 503"));
+    }
 
     #[test]
     fn exposition_has_bounded_labels_and_ends_with_eof() {

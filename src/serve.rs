@@ -49,8 +49,10 @@ pub enum Step<P> {
 pub trait Protocol: Send + 'static {
     /// An answer being prepared elsewhere.
     type Pending: Send;
-    /// Looks at every byte received so far on one connection.
-    fn request(&mut self, received: &[u8]) -> Step<Self::Pending>;
+    /// Looks at every byte received so far on one connection, of which the last `fresh`
+    /// arrived since the previous call (so a protocol can look for its end marker in them
+    /// alone, and a request trickling in byte by byte costs linear time, not quadratic).
+    fn request(&mut self, received: &[u8], fresh: usize) -> Step<Self::Pending>;
     /// The answer to a request longer than [`Bounds::max_request`].
     fn too_long(&mut self) -> Vec<u8>;
     /// The answer, once ready.
@@ -335,8 +337,10 @@ impl<P: Protocol> Server<P> {
                 buf.truncate(start + n);
                 let next = if buf.len() > bounds.max_request {
                     Step::Respond(self.protocol.too_long())
+                } else if n == 0 {
+                    Step::More
                 } else {
-                    self.protocol.request(buf)
+                    self.protocol.request(buf, n)
                 };
                 match next {
                     Step::More => {}
