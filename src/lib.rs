@@ -22,6 +22,7 @@ pub mod relay;
 pub mod reload;
 pub mod serve;
 pub mod stats;
+pub mod statsfile;
 pub(crate) mod sys;
 pub mod table;
 pub mod tools;

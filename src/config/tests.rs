@@ -1,0 +1,477 @@
+//! Tests of config parsing and validation: fixtures, defaults and every setting.
+
+use super::*;
+use std::fs;
+use std::path::PathBuf;
+
+fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `*.toml` files directly in `dir` (relative to the crate), sorted.
+fn toml_files(dir: &str) -> Vec<PathBuf> {
+    let dir = manifest_dir().join(dir);
+    let entries = fs::read_dir(&dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+    let mut files: Vec<PathBuf> = entries
+        .map(|entry| entry.expect("readable directory entry").path())
+        .filter(|p| p.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no *.toml files in {}", dir.display());
+    files
+}
+
+fn parse(source: &str) -> Result<Config, ConfigErrors> {
+    Config::parse(source, Path::new("test.toml"))
+}
+
+fn errors(source: &str) -> Vec<ConfigError> {
+    match parse(source) {
+        Ok(config) => panic!("expected errors, parsed {config:?}"),
+        Err(e) => e.errors,
+    }
+}
+
+fn ifname(s: &str) -> IfName {
+    IfName::new(s).expect("valid interface name")
+}
+
+#[test]
+fn valid_fixtures_parse() {
+    for path in toml_files("tests/config/valid") {
+        if let Err(e) = Config::load(&path) {
+            panic!("{} should be valid:\n{e}", path.display());
+        }
+    }
+}
+
+/// `# expect: LINE: SUBSTRING` headers of an invalid fixture.
+fn expectations(path: &Path, source: &str) -> Vec<(usize, String)> {
+    let expected: Vec<(usize, String)> = source
+        .lines()
+        .filter_map(|l| l.strip_prefix("# expect: "))
+        .map(|rest| {
+            let (line, text) = rest
+                .split_once(": ")
+                .unwrap_or_else(|| panic!("{}: malformed expect: {rest}", path.display()));
+            let line = line.parse().expect("expect line number");
+            (line, text.to_string())
+        })
+        .collect();
+    assert!(!expected.is_empty(), "{} has no # expect:", path.display());
+    expected
+}
+
+#[test]
+fn invalid_fixtures_report_exactly_the_expected_errors() {
+    for path in toml_files("tests/config/invalid") {
+        let source = fs::read_to_string(&path).expect("readable fixture");
+        let expected = expectations(&path, &source);
+        let errors = match Config::load(&path) {
+            Ok(_) => panic!("{} should be invalid", path.display()),
+            Err(e) => e.errors,
+        };
+        let matches = |e: &ConfigError, (line, text): &(usize, String)| {
+            e.path == path && e.line == *line && e.message.contains(text.as_str())
+        };
+        for exp in &expected {
+            assert!(
+                errors.iter().any(|e| matches(e, exp)),
+                "{}: no error at line {} containing {:?}; got:\n{}",
+                path.display(),
+                exp.0,
+                exp.1,
+                ConfigErrors { errors },
+            );
+        }
+        for e in &errors {
+            assert!(
+                expected.iter().any(|exp| matches(e, exp)),
+                "{}: unexpected error {e}",
+                path.display()
+            );
+            assert!(e.col >= 1, "{e} has no column");
+        }
+    }
+}
+
+#[test]
+fn shipped_configs_parse() {
+    for dir in ["examples", "config"] {
+        for path in toml_files(dir) {
+            if let Err(e) = Config::load(&path) {
+                panic!("{} should be valid:\n{e}", path.display());
+            }
+        }
+    }
+}
+
+/// The reference config ships with its settings commented out; they must
+/// still be valid for an operator who uncomments them.
+#[test]
+fn reference_config_is_valid_uncommented() {
+    let path = manifest_dir().join("config/mcr.toml");
+    let source = fs::read_to_string(&path).expect("config/mcr.toml");
+    let uncommented: String = source
+        .lines()
+        .flat_map(|l| match l.strip_prefix('#') {
+            Some(rest) if !rest.starts_with('#') => [rest, "\n"],
+            _ => [l, "\n"],
+        })
+        .collect();
+    let config = Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.relay.workers, NonZeroUsize::new(2));
+    assert_eq!(config.relay.stats_interval, Some(DEFAULT_STATS_INTERVAL));
+    assert_eq!(config.flows.len(), 2);
+}
+
+#[test]
+fn demo_config_is_exactly_the_demo() {
+    let config =
+        Config::load(&manifest_dir().join("examples/demo.toml")).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.relay.workers, NonZeroUsize::new(1));
+    assert_eq!(config.relay.stats_interval, Some(Duration::from_secs(1)));
+    assert!(config.relay.watch);
+    let flow = |name: &str, input: [u8; 4], output: [u8; 4]| Flow {
+        name: name.to_string(),
+        idle_after: None,
+        loop_guard: None,
+        input: Input {
+            interface: ifname("mcr-in"),
+            group: Ipv4Addr::from(input),
+            port: 5001,
+            source: None,
+        },
+        outputs: vec![Output {
+            interface: ifname("mcr-out"),
+            group: Ipv4Addr::from(output),
+            port: 5099,
+            ttl: 8,
+        }],
+    };
+    assert_eq!(
+        config.flows,
+        vec![
+            flow("cam-1", [239, 1, 1, 1], [239, 9, 9, 9]),
+            flow("cam-2", [239, 1, 1, 2], [239, 9, 9, 10]),
+        ]
+    );
+    assert_eq!(
+        config.summary().to_string(),
+        "2 flows, 2 input groups on 1 interfaces"
+    );
+}
+
+#[test]
+fn omitted_keys_take_their_defaults() {
+    let config = parse(
+        r#"
+        [[flow]]
+        name = "a"
+        input = { interface = "eth0", group = "239.1.1.1", port = 5001 }
+        outputs = [{ interface = "eth1", group = "239.9.9.9", port = 5099 }]
+        "#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.relay, RelaySettings::default());
+    assert_eq!(config.relay.workers, None);
+    assert_eq!(config.relay.stats_interval, Some(Duration::from_secs(10)));
+    assert!(config.relay.watch);
+    assert_eq!(config.flows[0].input.source, None);
+    assert_eq!(config.flows[0].outputs[0].ttl, DEFAULT_TTL);
+    assert_eq!(DEFAULT_TTL, 1);
+}
+
+#[test]
+fn empty_file_is_an_idle_relay() {
+    assert_eq!(
+        parse("").unwrap_or_else(|e| panic!("{e}")),
+        Config::default()
+    );
+    let config = parse("[relay]\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.relay, RelaySettings::default());
+    assert!(config.flows.is_empty());
+}
+
+#[test]
+fn relay_settings_are_read() {
+    let config = parse(
+        "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
+         control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
+         egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n\
+         loop_guard = \"off\"\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.relay,
+        RelaySettings {
+            workers: NonZeroUsize::new(3),
+            stats_interval: Some(Duration::from_millis(250)),
+            watch: false,
+            control_socket: PathBuf::from("/run/x.sock"),
+            metrics: Some("127.0.0.1:9810".parse().unwrap()),
+            user: Some("mcr".to_string()),
+            egress: EgressMode::Udp,
+            idle_after: Duration::from_secs(30),
+            querier: QuerierMode::Off,
+            query_interval: Duration::from_secs(30),
+            loop_guard: None,
+        }
+    );
+    assert_eq!(
+        parse("[relay]\n").unwrap().relay.egress,
+        EgressMode::Packet,
+        "AF_PACKET egress is the default"
+    );
+    let config = parse("[relay]\nstats_interval = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.relay.stats_interval, None);
+}
+
+#[test]
+fn loop_guard_is_on_by_default_and_set_per_flow() {
+    assert_eq!(
+        RelaySettings::default().loop_guard,
+        Some(DEFAULT_LOOP_GUARD)
+    );
+    let config = parse(
+        r#"
+        [relay]
+        loop_guard = "250ms"
+        [[flow]]
+        name = "a"
+        loop_guard = "off"
+        input = { interface = "eth0", group = "239.1.1.1", port = 5001 }
+        outputs = [{ interface = "eth1", group = "239.9.9.9", port = 5099 }]
+        [[flow]]
+        name = "b"
+        loop_guard = "5s"
+        input = { interface = "eth0", group = "239.1.1.2", port = 5001 }
+        outputs = [{ interface = "eth1", group = "239.9.9.8", port = 5099 }]
+        "#,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.relay.loop_guard, Some(Duration::from_millis(250)));
+    assert_eq!(config.flows[0].loop_guard, Some(None));
+    assert_eq!(
+        config.flows[1].loop_guard,
+        Some(Some(Duration::from_secs(5)))
+    );
+}
+
+#[test]
+fn all_errors_are_reported_together_in_file_order() {
+    let errors = errors(concat!(
+        "[relay]\n",
+        "workers = -2\n",
+        "stats_interval = \"soon\"\n",
+        "[[flow]]\n",
+        "name = \"a\"\n",
+        "input = { interface = \"eth0\", group = \"10.0.0.1\", port = 0 }\n",
+        "outputs = [{ interface = \"eth1\", group = \"239.9.9.9\", port = 5099, ttl = 300 }]\n",
+        "[[flow]]\n",
+        "name = \"a\"\n",
+        "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+        "outputs = []\n",
+    ));
+    let found: Vec<(usize, usize, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e.line,
+                e.col,
+                e.message.split([';', '(']).next().unwrap_or("").trim_end(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        vec![
+            (2, 11, "workers = -2 is invalid"),
+            (3, 18, "stats_interval \"soon\" is not a duration"),
+            (6, 39, "input group 10.0.0.1 is not a multicast address"),
+            (6, 58, "port 0 is out of range"),
+            (7, 74, "ttl 300 is out of range"),
+            (
+                9,
+                8,
+                "flow name \"a\" is already used by the flow on line 5"
+            ),
+            (11, 11, "flow \"a\" has an empty output list"),
+        ]
+    );
+    assert!(errors.iter().all(|e| e.path == Path::new("test.toml")));
+}
+
+#[test]
+fn syntax_errors_carry_their_position() {
+    let errors = errors("[relay]\nworkers = \n");
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].line, errors[0].col), (2, 11));
+    assert!(errors[0].to_string().starts_with("test.toml:2:11: "));
+}
+
+#[test]
+fn flows_without_a_name_are_named_by_line_in_messages() {
+    let errors =
+        errors("[[flow]]\ninput = { interface = \"eth0\", group = \"239.1.1.1\", port = 1 }\n");
+    let messages: Vec<&str> = errors.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(errors.len(), 2, "{messages:?}");
+    assert!(messages[0].starts_with("this flow has no name"));
+    assert!(messages[1].starts_with("flow on line 1 has no outputs"));
+}
+
+#[test]
+fn loop_detection_ignores_source_and_reaches_later_flows() {
+    let errors = errors(concat!(
+        "[[flow]]\n",
+        "name = \"a\"\n",
+        "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+        "outputs = [{ interface = \"eth1\", group = \"232.2.2.2\", port = 6000 }]\n",
+        "[[flow]]\n",
+        "name = \"b\"\n",
+        "input = { interface = \"eth1\", group = \"232.2.2.2\", port = 6000, source = \"10.0.0.1\" }\n",
+        "outputs = [{ interface = \"eth2\", group = \"239.3.3.3\", port = 7000 }]\n",
+    ));
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].line, errors[0].col), (4, 12));
+    assert!(errors[0].message.contains("input of flow \"b\" (line 7)"));
+}
+
+#[test]
+fn a_flow_may_not_output_to_its_own_input() {
+    let errors = errors(concat!(
+        "[[flow]]\n",
+        "name = \"a\"\n",
+        "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+        "outputs = [{ interface = \"eth0\", group = \"239.1.1.1\", port = 5001, ttl = 2 }]\n",
+    ));
+    assert_eq!(errors.len(), 1);
+    assert!(errors[0]
+        .message
+        .contains("would feed the relay its own output"));
+}
+
+#[test]
+fn outputs_differing_only_in_ttl_are_duplicates() {
+    let errors = errors(concat!(
+        "[[flow]]\n",
+        "name = \"a\"\n",
+        "input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }\n",
+        "outputs = [{ interface = \"eth1\", group = \"239.9.9.9\", port = 1 },\n",
+        "           { interface = \"eth1\", group = \"239.9.9.9\", port = 1, ttl = 9 }]\n",
+    ));
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].line, errors[0].col), (5, 12));
+}
+
+#[test]
+fn same_group_from_different_sources_is_allowed() {
+    let config = Config::load(&manifest_dir().join("tests/config/valid/ssm.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let sources: Vec<_> = config.flows.iter().map(|f| f.input.source).collect();
+    assert_eq!(
+        sources,
+        vec![
+            Some(Ipv4Addr::new(10, 0, 0, 5)),
+            Some(Ipv4Addr::new(10, 0, 0, 6)),
+            None
+        ]
+    );
+    assert_eq!(
+        config.summary(),
+        Summary {
+            flows: 3,
+            input_groups: 3,
+            interfaces: 1
+        }
+    );
+}
+
+#[test]
+fn summary_counts_distinct_groups_and_interfaces() {
+    let config = Config::load(&manifest_dir().join("tests/config/valid/fan-out.toml"))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.flows[0].outputs.len(), 4);
+    assert_eq!(config.flows[1].outputs[1].ttl, 255);
+    assert_eq!(
+        config.summary().to_string(),
+        "2 flows, 2 input groups on 1 interfaces"
+    );
+    assert_eq!(
+        Config::default().summary().to_string(),
+        "0 flows, 0 input groups on 0 interfaces"
+    );
+}
+
+#[test]
+fn unreadable_file_is_reported_without_position() {
+    let path = manifest_dir().join("tests/config/does-not-exist.toml");
+    let errors = Config::load(&path).expect_err("missing file").errors;
+    assert_eq!(errors.len(), 1);
+    assert_eq!((errors[0].line, errors[0].col), (0, 0));
+    assert!(errors[0].message.starts_with("cannot read file: "));
+    assert_eq!(
+        errors[0].to_string(),
+        format!("{}: {}", path.display(), errors[0].message)
+    );
+}
+
+#[test]
+fn odd_input_never_panics() {
+    for source in [
+        "\u{feff}",
+        "[[flow]]\n",
+        "[[flow]]\noutputs = [{}]\n",
+        "[[flow]]\ninput = {}\noutputs = [{}]\n",
+        "flow = 3",
+        "[relay]\nworkers = 9223372036854775807\n",
+        "[relay]\nstats_interval = \"99999999999999999999s\"\n",
+        "[[flow]]\nname = \"ü\"\ninput = { interface = \"\u{a0}\", group = \"\", port = -9223372036854775808 }\n",
+    ] {
+        let _ = parse(source);
+    }
+}
+
+#[test]
+fn input_and_output_display() {
+    let input = Input {
+        interface: ifname("eth0"),
+        group: Ipv4Addr::new(232, 1, 1, 1),
+        port: 5004,
+        source: Some(Ipv4Addr::new(10, 0, 0, 5)),
+    };
+    assert_eq!(input.to_string(), "232.1.1.1:5004 from 10.0.0.5 on eth0");
+    let output = Output {
+        interface: ifname("eth1"),
+        group: Ipv4Addr::new(239, 9, 9, 9),
+        port: 5099,
+        ttl: 1,
+    };
+    assert_eq!(output.to_string(), "239.9.9.9:5099 on eth1 ttl 1");
+}
+
+#[test]
+fn a_flow_has_at_most_max_outputs() {
+    let flow = |n: usize| {
+        let outs: Vec<String> = (0..n)
+            .map(|i| {
+                format!(
+                    "{{ interface = \"eth1\", group = \"239.9.9.9\", port = {} }}",
+                    i + 1
+                )
+            })
+            .collect();
+        format!(
+            "[[flow]]\nname = \"big\"\ninput = {{ interface = \"eth0\", group = \"239.1.1.1\", port = 1 }}\noutputs = [{}]\n",
+            outs.join(", ")
+        )
+    };
+    assert!(parse(&flow(validate::MAX_OUTPUTS)).is_ok());
+    let errors = errors(&flow(validate::MAX_OUTPUTS + 1));
+    assert_eq!(errors.len(), 1);
+    assert!(
+        errors[0].to_string().contains("at most 4096"),
+        "{}",
+        errors[0]
+    );
+}
