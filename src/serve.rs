@@ -133,6 +133,8 @@ struct Client<P> {
     deadline: Instant,
     /// For choosing whom to evict: the oldest reader goes first.
     accepted: Instant,
+    /// The last `poll` reported it readable or writable (false until it has been polled).
+    ready: bool,
 }
 
 /// Bytes read per `read` call.
@@ -194,23 +196,20 @@ impl<P: Protocol> Server<P> {
         let accepting = self.paused_until.is_none_or(|t| t <= now);
         self.wait(now, accepting);
         let now = Instant::now();
+        // pollfds[1..] lines up with the clients until the list changes: record each
+        // client's result on the client itself before accepting (or evicting) changes it.
+        for (c, p) in self.clients.iter_mut().zip(&self.pollfds[1..]) {
+            c.ready = p.revents != 0;
+        }
         if accepting && self.pollfds[0].revents != 0 {
             self.accept(now);
         }
-        // pollfds[1..] matches the clients as they were before accepting.
-        let polled = self.pollfds.len() - 1;
         let mut i = 0;
         while i < self.clients.len() {
-            let ready = i < polled && self.pollfds[i + 1].revents != 0;
-            if self.step(i, ready, now) {
+            if self.step(i, now) {
                 i += 1;
             } else {
                 self.clients.swap_remove(i);
-                // A moved client's poll result no longer matches its slot: it is looked at
-                // again next round.
-                if i < polled {
-                    self.pollfds[i + 1].revents = 0;
-                }
             }
         }
     }
@@ -261,6 +260,7 @@ impl<P: Protocol> Server<P> {
                         phase: Phase::Reading(Vec::new()),
                         deadline: now + self.bounds.request_timeout,
                         accepted: now,
+                        ready: false,
                     });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -300,17 +300,14 @@ impl<P: Protocol> Server<P> {
             .map(|(i, _)| i);
         if let Some(i) = victim {
             self.clients.swap_remove(i);
-            // The poll results no longer line up with the clients: look again next round.
-            for p in &mut self.pollfds[1..] {
-                p.revents = 0;
-            }
         }
     }
 
     /// Advances client `i`; false when it is done or cut off.
-    fn step(&mut self, i: usize, ready: bool, now: Instant) -> bool {
+    fn step(&mut self, i: usize, now: Instant) -> bool {
         let bounds = self.bounds;
         let c = &mut self.clients[i];
+        let ready = c.ready;
         if now >= c.deadline {
             match c.phase {
                 Phase::Waiting(_) => {

@@ -12,8 +12,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{flow, num, serial, Netns, Proc, Topology, MCR};
 
@@ -74,28 +73,6 @@ fn start_pair(t: &mut Topology, guard: &str) -> PathBuf {
     b_sock
 }
 
-fn stats_at(socket: &Path) -> serde_json::Value {
-    let out = Command::new(MCR)
-        .args(["stats", "--json", "--socket"])
-        .arg(socket)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: timed out");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 const BURST: u64 = 500;
 
 #[test]
@@ -115,13 +92,13 @@ fn a_loop_of_two_relays_dies_out_with_the_guard_on() {
         "--rate",
         "1000",
     ]);
-    wait_until("A dropped every copy B sent back", || {
+    common::wait_until("A dropped every copy B sent back", || {
         num(flow(&a(&t), "a"), "looped") >= BURST
     });
     // Counters have stopped: two samples a quarter of a second apart are equal and exact.
-    let first = (a(&t), stats_at(&b_sock));
+    let first = (a(&t), common::control_json_at(&b_sock, "stats"));
     std::thread::sleep(Duration::from_millis(250));
-    let second = (a(&t), stats_at(&b_sock));
+    let second = (a(&t), common::control_json_at(&b_sock, "stats"));
     for (sa, sb) in [&first, &second] {
         let (fa, fb) = (flow(sa, "a"), flow(sb, "b"));
         assert_eq!(
@@ -145,7 +122,7 @@ fn without_the_guard_one_packet_circulates_for_ever() {
     let _sw = lan(&t);
     let _b = start_pair(&mut t, "off");
     t.gen(&["--group", "239.1.1.1", "--port", "5001", "--count", "1"]);
-    wait_until("one packet came round a thousand times", || {
+    common::wait_until("one packet came round a thousand times", || {
         num(flow(&t.control_json("stats"), "a"), "packets") > 1000
     });
 }

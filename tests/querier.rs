@@ -10,7 +10,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{assert_clean, flow, num, serial, Netns, Topology};
 
@@ -75,14 +75,6 @@ fn config(t: &Topology, querier: &str) -> String {
     )
 }
 
-fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while !cond() {
-        assert!(Instant::now() < deadline, "{what}: timed out");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn gen_args(count: &str) -> [&str; 8] {
     [
         "--group",
@@ -111,14 +103,14 @@ fn without_a_querier_the_bridge_sends_nothing_and_mcr_as_querier_keeps_it_flowin
     // mcr queries: the bridge makes mcr's port a router port, and 20 s of traffic (10× the
     // membership interval) arrive without a gap.
     let relay = t.start_relay(&config(&t, "auto"));
-    wait_until("bridge learned mcr's port as a router port", || {
+    common::wait_until("bridge learned mcr's port as a router port", || {
         let mdb = sw.exec(&["bridge", "-d", "mdb", "show"]).stdout;
         String::from_utf8_lossy(&mdb).contains("router ports on br0: pr")
     });
     assert_eq!(t.control_json("status")["queriers"]["in0"], "querier");
     // The bridge trusts a new querier after its max response time: probe until mcr sees
     // traffic, then count a fresh stream from its first packet.
-    wait_until("the bridge forwards to mcr", || {
+    common::wait_until("the bridge forwards to mcr", || {
         t.gen(&gen_args("10"));
         num(flow(&t.control_json("stats"), "a"), "packets") > 0
     });
@@ -139,13 +131,13 @@ fn with_a_lower_querier_on_the_segment_mcr_stays_silent_and_traffic_flows() {
     // The bridge queries first (a Linux bridge hands the querier role to whoever queried
     // last, so mcr must never answer with queries of its own).
     let (mut first, early) = common::capture(&sw, &t.dir, "pr", "igmp", "early");
-    wait_until("the bridge queries", || {
+    common::wait_until("the bridge queries", || {
         common::decode(&early, &[]).contains("10.1.0.1 > 224.0.0.1")
     });
     first.terminate_quietly();
     let (mut dump, pcap) = common::capture(&sw, &t.dir, "pr", "igmp", "igmp");
     let relay = t.start_relay(&config(&t, "auto"));
-    wait_until("mcr defers to the bridge's querier", || {
+    common::wait_until("mcr defers to the bridge's querier", || {
         t.control_json("status")["queriers"]["in0"] == "other querier 10.1.0.1"
     });
     // Five query intervals: the bridge keeps querying, mcr never does.

@@ -114,6 +114,31 @@ pub fn link(a: &Netns, a_if: &str, a_addr: &str, b: &Netns, b_if: &str, b_addr: 
     b.ip(&["link", "set", b_if, "up"]);
 }
 
+/// `mcr WHAT --json` (stats or status) over the control socket at `socket`; `status` may
+/// exit 3 (something is not forwarding) and still answers.
+pub fn control_json_at(socket: &Path, what: &str) -> serde_json::Value {
+    let out = Command::new(MCR)
+        .args([what, "--json", "--socket"])
+        .arg(socket)
+        .output()
+        .unwrap();
+    assert!(
+        matches!(out.status.code(), Some(0 | 3)),
+        "mcr {what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Polls `cond` every 20 ms until it holds; fails the test after 15 s, naming `what`.
+pub fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !cond() {
+        assert!(Instant::now() < deadline, "{what}: timed out");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Adds a port to bridge `br0` in `sw` for each (port, peer, namespace, address): a veth
 /// pair whose peer end moves to the namespace, addressed and up.
 pub fn bridge_ports(sw: &Netns, ports: &[(&str, &str, &Netns, &str)]) {
@@ -368,20 +393,9 @@ impl Topology {
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("gen output {out:?}: {e}"))
     }
 
-    /// `mcr WHAT --json` (stats or status) over the control socket at `dir/control.sock`;
-    /// `status` may exit 3 (something is not forwarding) and still answers.
+    /// `mcr WHAT --json` (stats or status) over the control socket at `dir/control.sock`.
     pub fn control_json(&self, what: &str) -> serde_json::Value {
-        let out = Command::new(MCR)
-            .args([what, "--json", "--socket"])
-            .arg(self.dir.join("control.sock"))
-            .output()
-            .unwrap();
-        assert!(
-            matches!(out.status.code(), Some(0 | 3)),
-            "mcr {what}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap()
+        control_json_at(&self.dir.join("control.sock"), what)
     }
 
     /// The relay's config path (as written by `start_relay`).
