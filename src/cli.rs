@@ -233,6 +233,11 @@ pub fn main() -> ExitCode {
                     );
                     println!("workers:        {}", s.workers);
                     println!("helper sockets: {}", s.helper_sockets);
+                    println!(
+                        "receive rings:  {} of ring_memory {}",
+                        crate::config::format_size(s.ring_bytes),
+                        crate::config::format_size(s.ring_memory)
+                    );
                     for (iface, n) in &s.groups {
                         println!("groups joined:  {n} on {iface}");
                     }

@@ -80,6 +80,14 @@ pub const DEFAULT_LOOP_GUARD: Duration = Duration::from_secs(1);
 pub const LOOP_GUARD_RANGE: (Duration, Duration) =
     (Duration::from_millis(1), crate::loopguard::MAX_WINDOW);
 
+/// All receive rings together may use this much memory unless `[relay] ring_memory` says
+/// otherwise: 32 rings of the full 8 MiB (16 input interfaces on a 2-CPU host), and beyond
+/// that every ring gets an equal share, down to [`MIN_RING_FRAMES`].
+pub const DEFAULT_RING_MEMORY: u64 = 256 << 20;
+
+/// Bounds of `ring_memory`: one minimal ring up to what no host should lock in rings.
+pub const RING_MEMORY_RANGE: (u64, u64) = (1 << 20, 64 << 30);
+
 /// A validated configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
@@ -113,6 +121,8 @@ pub struct RelaySettings {
     pub query_interval: Duration,
     /// The loop guard's window for flows that set none; `None` turns it off.
     pub loop_guard: Option<Duration>,
+    /// Bytes all receive rings (one per worker per input interface) may use together.
+    pub ring_memory: u64,
 }
 
 /// How outputs send (`[relay] egress`).
@@ -180,6 +190,7 @@ impl Default for RelaySettings {
             querier: QuerierMode::Auto,
             query_interval: DEFAULT_QUERY_INTERVAL,
             loop_guard: Some(DEFAULT_LOOP_GUARD),
+            ring_memory: DEFAULT_RING_MEMORY,
         }
     }
 }
@@ -323,6 +334,36 @@ impl Config {
             input_groups: groups.len(),
             interfaces: interfaces.len(),
         }
+    }
+}
+
+/// A size such as `"256MiB"`: a whole number followed by `B`, `KiB`, `MiB` or `GiB`
+/// (spaces between allowed); `None` if it is not one or overflows.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let digits = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(digits);
+    let shift = match unit.trim_start() {
+        "B" => 0,
+        "KiB" => 10,
+        "MiB" => 20,
+        "GiB" => 30,
+        _ => return None,
+    };
+    let n: u64 = number.parse().ok()?;
+    n.checked_mul(1 << shift)
+}
+
+/// A size as [`parse_size`] reads it, in the largest unit that divides it.
+pub fn format_size(bytes: u64) -> String {
+    match bytes {
+        0 => "0B".into(),
+        b if b % (1 << 30) == 0 => format!("{}GiB", b >> 30),
+        b if b % (1 << 20) == 0 => format!("{}MiB", b >> 20),
+        b if b % (1 << 10) == 0 => format!("{}KiB", b >> 10),
+        b => format!("{b}B"),
     }
 }
 

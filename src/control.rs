@@ -63,6 +63,12 @@ pub struct Status {
     /// Groups joined per input interface name.
     pub groups: std::collections::BTreeMap<String, usize>,
     pub helper_sockets: usize,
+    /// Bytes held by receive rings (one per worker per input interface).
+    #[serde(default)]
+    pub ring_bytes: u64,
+    /// `[relay] ring_memory`: what they may hold together.
+    #[serde(default)]
+    pub ring_memory: u64,
     /// Every interface the config names, as the running table was built for it; `None`
     /// while it does not exist (its flows or outputs wait).
     #[serde(default)]
@@ -137,7 +143,7 @@ pub enum ReloadOutcome {
 #[serde(rename_all = "lowercase")]
 pub enum Reply {
     Stats(Snapshot),
-    Status(Status),
+    Status(Box<Status>),
     Reload(ReloadOutcome),
 }
 
@@ -415,10 +421,10 @@ mod tests {
         let server = serve(&path, |call: Call| {
             let reply = match call.command {
                 Command::Stats => Reply::Stats(Snapshot::default()),
-                Command::Status => Reply::Status(Status {
+                Command::Status => Reply::Status(Box::new(Status {
                     generation: 7,
                     ..Status::default()
-                }),
+                })),
                 Command::Reload => Reply::Reload(ReloadOutcome::Unchanged),
             };
             call.reply.send(reply).is_ok()

@@ -128,6 +128,8 @@ impl State {
             workers: relay.worker_count(),
             groups,
             helper_sockets: relay.helper_sockets(),
+            ring_bytes: relay.ring_memory().0,
+            ring_memory: relay.ring_memory().1,
             interfaces: table
                 .links()
                 .iter()
@@ -258,6 +260,12 @@ impl State {
         for key in needs_restart(old, new) {
             log::warn!(
                 "[relay] {key} changed: it takes effect at the next restart; applying the rest"
+            );
+        }
+        if old.ring_memory != new.ring_memory {
+            log::warn!(
+                "[relay] ring_memory changed: rings opened from now on (new input interfaces) \
+                 are held to it; rings already open keep their size until the next restart"
             );
         }
         let _ = sd_notify::notify(&[
@@ -428,12 +436,15 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     let table = relay.table();
     log::info!(
-        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, egress {}, config {}",
+        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, \
+         receive rings {} of {}, egress {}, config {}",
         table.flows().len(),
         table.memberships().len(),
         table.input_ifindexes().len(),
         relay.helper_sockets(),
         workers,
+        crate::config::format_size(relay.ring_memory().0),
+        crate::config::format_size(relay.ring_memory().1),
         config.relay.egress.name(),
         opts.config.display()
     );
@@ -643,7 +654,7 @@ fn serve(
             Ok(Event::Control(call)) => {
                 let reply = match call.command {
                     Command::Stats => Reply::Stats(state.stats(relay)),
-                    Command::Status => Reply::Status(state.status(relay)),
+                    Command::Status => Reply::Status(Box::new(state.status(relay))),
                     Command::Reload => Reply::Reload(state.reload(relay)),
                 };
                 let _ = call.reply.send(reply);

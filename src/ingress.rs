@@ -56,6 +56,20 @@ impl RingSpec {
         }
     }
 
+    /// As [`RingSpec::for_mtu`], but with no more frames than whole blocks of `bytes` hold
+    /// (possibly none).
+    pub fn within(mtu: u32, frame_count: u32, bytes: u64) -> RingSpec {
+        let full = RingSpec::for_mtu(mtu, frame_count);
+        let per_block = u64::from(full.block_size() / full.frame_size);
+        let fits = bytes / u64::from(full.block_size()) * per_block;
+        RingSpec {
+            frame_count: full
+                .frame_count
+                .min(u32::try_from(fits).unwrap_or(u32::MAX)),
+            ..full
+        }
+    }
+
     /// The largest interface MTU whose frames (with one VLAN tag) fit a slot whole.
     pub fn max_mtu(&self) -> u32 {
         self.frame_size - L2_HEADER - FRAME_OVERHEAD
@@ -66,7 +80,7 @@ impl RingSpec {
             .max(MAX_BLOCK.min(self.frame_size * (MAX_BLOCK / self.frame_size)))
     }
 
-    fn bytes(&self) -> usize {
+    pub fn bytes(&self) -> usize {
         self.frame_size as usize * self.frame_count as usize
     }
 }
@@ -346,6 +360,21 @@ mod tests {
         assert!(
             s.max_mtu() >= 1500 && RingSpec::for_mtu(s.max_mtu() + 1, 4096).max_mtu() > s.max_mtu()
         );
+        let half = RingSpec::within(1500, 4096, 4 << 20);
+        assert_eq!((half.frame_count, half.bytes()), (2048, 4 << 20));
+        let floored = RingSpec::within(1500, 4096, (4 << 20) - 1);
+        assert_eq!(
+            floored.frame_count % 64,
+            0,
+            "whole 128 KiB blocks of 64 frames"
+        );
+        assert!(floored.bytes() < 4 << 20);
+        assert_eq!(
+            RingSpec::within(1500, 4096, 1 << 40),
+            s,
+            "never more than asked"
+        );
+        assert_eq!(RingSpec::within(1500, 4096, 1000).frame_count, 0);
         let jumbo = RingSpec::for_mtu(9000, 100);
         assert_eq!(jumbo.frame_size, 16384);
         assert_eq!(

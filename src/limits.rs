@@ -1,10 +1,13 @@
-//! The open-descriptor limit: raised as far as the process may, and a config that cannot fit
-//! refused at start with what to change, instead of failing half-way with `EMFILE`.
+//! Limits a config meets at run time: the open-descriptor limit, raised as far as the process
+//! may, and the memory of the receive rings; a config that cannot fit is refused at start (or
+//! its reload rejected) with what to change, instead of failing half-way with `EMFILE` or
+//! `ENOMEM`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 
-use crate::config::{Config, EgressMode, IfName};
+use crate::config::{format_size, Config, EgressMode, IfName};
+use crate::ingress::RingSpec;
 use crate::membership::Limits;
 
 /// Descriptors kept free for everything that is not per flow: the control socket and its
@@ -89,6 +92,52 @@ impl Descriptors {
     }
 }
 
+/// Frames per receive ring when the budget allows: 4096 × 2 KiB = 8 MiB per (worker,
+/// interface) at MTU 1500, which holds ~20 ms at 200k pps while a worker is busy elsewhere.
+pub const RING_FRAMES: u32 = 4096;
+
+/// The fewest frames a ring may have: ~2.5 ms at 200k pps. Below this a budget is refused
+/// rather than rings opened that overflow at the first scheduling hiccup.
+pub const MIN_RING_FRAMES: u32 = 512;
+
+/// `[relay] ring_memory`: how large receive rings may be, all together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RingBudget {
+    pub total: u64,
+}
+
+impl RingBudget {
+    /// The geometry of `workers` new rings on an interface of `mtu`, in a table with `inputs`
+    /// input interfaces, while rings that stay hold `in_use` bytes: [`RING_FRAMES`] frames
+    /// while that fits, else an equal share of the budget (or what is left of it), and `Err`
+    /// saying what to change when that is below [`MIN_RING_FRAMES`].
+    pub fn spec(
+        &self,
+        mtu: u32,
+        workers: usize,
+        inputs: usize,
+        in_use: u64,
+    ) -> Result<RingSpec, String> {
+        let workers = workers.max(1) as u64;
+        let share = self.total / (workers * inputs.max(1) as u64);
+        let left = self.total.saturating_sub(in_use) / workers;
+        let spec = RingSpec::within(mtu, RING_FRAMES, share.min(left));
+        if spec.frame_count >= MIN_RING_FRAMES {
+            return Ok(spec);
+        }
+        let least = RingSpec::for_mtu(mtu, MIN_RING_FRAMES).bytes() as u64;
+        Err(format!(
+            "ring_memory = \"{}\" cannot hold receive rings for {inputs} input interface(s) × \
+             {workers} worker(s) at MTU {mtu} ({} in use by rings that stay; each ring needs at \
+             least {}): raise [relay] ring_memory, set fewer workers, or restart so that \
+             existing rings are sized again",
+            format_size(self.total),
+            format_size(in_use),
+            format_size(least),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,5 +180,31 @@ mod tests {
         let e = d.fit(1024).unwrap_err();
         assert!(e.contains("needs about 2156 open files"), "{e}");
         assert!(e.contains("LimitNOFILE="), "{e}");
+    }
+
+    #[test]
+    fn rings_are_full_size_until_the_budget_is_shared() {
+        let budget = RingBudget { total: 256 << 20 };
+        let full = budget.spec(1500, 2, 1, 0).unwrap();
+        assert_eq!((full.frame_count, full.bytes()), (4096, 8 << 20));
+        // 64 rings of 4 MiB fill 256 MiB.
+        let shared = budget.spec(1500, 2, 32, 0).unwrap();
+        assert_eq!(shared.bytes(), 4 << 20);
+        // Jumbo frames take 16 KiB slots: 4096 of them would be 64 MiB.
+        let jumbo = budget.spec(9000, 2, 1, 0).unwrap();
+        assert!(
+            jumbo.max_mtu() >= 9000 && jumbo.bytes() <= 128 << 20,
+            "{jumbo:?}"
+        );
+        // What rings that stay already hold limits a new interface's share.
+        let late = budget.spec(1500, 2, 2, 250 << 20).unwrap();
+        assert_eq!(late.bytes(), 3 << 20);
+        let err = budget.spec(1500, 2, 2, 255 << 20).unwrap_err();
+        assert!(
+            err.contains("ring_memory = \"256MiB\"") && err.contains("at least 1MiB"),
+            "{err}"
+        );
+        assert!(RingBudget { total: 1 << 20 }.spec(1500, 1, 1, 0).is_ok());
+        assert!(RingBudget { total: 1 << 20 }.spec(1500, 2, 1, 0).is_err());
     }
 }

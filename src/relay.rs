@@ -16,15 +16,12 @@ use arc_swap::ArcSwap;
 use crate::config::{self, Config};
 use crate::egress::OutputSocket;
 use crate::ingress::{Fanout, Ring, RingSpec};
+use crate::limits::RingBudget;
 use crate::links::{LinkFacts, LinkView};
 use crate::membership::Memberships;
 use crate::stats::{FlowSnapshot, OutputSnapshot, Snapshot, WorkerStats};
 use crate::table::{Env, Table, TableError};
 use crate::worker::{Command, OnExit, Worker};
-
-/// Frames per receive ring: 4096 × 2 KiB = 8 MiB per (worker, interface) at MTU 1500, which
-/// holds ~20 ms at 200k pps while a worker is busy elsewhere.
-const RING_FRAMES: u32 = 4096;
 
 /// Why the relay could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +33,8 @@ pub enum StartError {
         interface: String,
         source: io::Error,
     },
+    #[error("{0}")]
+    RingMemory(String),
     #[error("cannot start worker {id}: {source}")]
     Worker { id: usize, source: io::Error },
     #[error("cannot join {group} on `{interface}`: {source}")]
@@ -101,8 +100,11 @@ pub struct Relay {
     /// Outlives the workers, so the final snapshot still has their counters.
     worker_stats: Vec<Arc<WorkerStats>>,
     memberships: Memberships,
-    /// Per input interface with rings: the largest MTU its ring slots hold.
-    ring_mtu: HashMap<u32, u32>,
+    /// Per input interface with rings: their geometry (one ring per worker).
+    rings: HashMap<u32, RingSpec>,
+    /// What all rings together may use (`[relay] ring_memory`, as of the last start or
+    /// reload).
+    ring_budget: RingBudget,
     /// (interface, MTU) pairs already warned about, so a warning is logged once.
     mtu_warned: std::collections::HashSet<(u32, u32)>,
 }
@@ -119,11 +121,16 @@ impl Relay {
     ) -> Result<Relay, StartError> {
         let table = Table::compile(config, links, &mut Host, None, 1)?;
         let inputs = table.input_ifindexes();
+        let ring_budget = RingBudget {
+            total: config.relay.ring_memory,
+        };
         let mut rings: Vec<Vec<Ring>> = (0..workers).map(|_| Vec::new()).collect();
-        let mut ring_mtu = HashMap::new();
+        let mut specs = HashMap::new();
         for &ifindex in &inputs {
-            let (spec, opened) = open_rings(&table, ifindex, workers)?;
-            ring_mtu.insert(ifindex, spec.max_mtu());
+            let in_use = ring_bytes(&specs, workers);
+            let (spec, opened) =
+                open_rings(&table, ifindex, workers, ring_budget, inputs.len(), in_use)?;
+            specs.insert(ifindex, spec);
             for (w, ring) in opened.into_iter().enumerate() {
                 rings[w].push(ring);
             }
@@ -140,7 +147,8 @@ impl Relay {
             worker_stats: started.iter().map(|w| w.stats().clone()).collect(),
             workers: started,
             memberships: Memberships::kernel(),
-            ring_mtu,
+            rings: specs,
+            ring_budget,
             mtu_warned: Default::default(),
         };
         let table = relay.table.load_full();
@@ -176,13 +184,26 @@ impl Relay {
         let old = self.table.load_full();
         let new = Table::compile(config, links, &mut Host, Some(&old), old.generation() + 1)?;
         let changes = diff(&old.needs(), &new.needs());
+        let inputs = new.input_ifindexes();
+        let budget = RingBudget {
+            total: config.relay.ring_memory,
+        };
+        let mut staying: HashMap<u32, RingSpec> = (self.rings.iter())
+            .filter(|(ifindex, _)| inputs.contains(ifindex))
+            .map(|(&ifindex, &spec)| (ifindex, spec))
+            .collect();
         let mut rings = Vec::new();
         for change in &changes {
             if let Change::AddInterface(ifindex) = *change {
-                let (spec, opened) = open_rings(&new, ifindex, self.workers.len())?;
+                let workers = self.workers.len();
+                let in_use = ring_bytes(&staying, workers);
+                let (spec, opened) =
+                    open_rings(&new, ifindex, workers, budget, inputs.len(), in_use)?;
+                staying.insert(ifindex, spec);
                 rings.push((ifindex, spec, opened));
             }
         }
+        self.ring_budget = budget;
         let mut joined = Vec::new();
         for change in &changes {
             if let Change::Join(m) = *change {
@@ -202,7 +223,7 @@ impl Relay {
             }
         }
         for (ifindex, spec, per_worker) in rings {
-            self.ring_mtu.insert(ifindex, spec.max_mtu());
+            self.rings.insert(ifindex, spec);
             for (worker, ring) in self.workers.iter().zip(per_worker) {
                 worker.send(Command::AddRing(ring));
             }
@@ -239,7 +260,7 @@ impl Relay {
                     Err(e) => log::warn!("leaving {} on ifindex {}: {e}", m.group, m.ifindex),
                 },
                 Change::RemoveInterface(ifindex) => {
-                    self.ring_mtu.remove(&ifindex);
+                    self.rings.remove(&ifindex);
                     for worker in &self.workers {
                         worker.send(Command::RemoveRing(ifindex));
                     }
@@ -256,7 +277,8 @@ impl Relay {
     /// interface would deliver some datagrams twice, closing the old one first would lose
     /// some).
     fn warn_outgrown_rings(&mut self, table: &Table) {
-        for (&ifindex, &max) in &self.ring_mtu {
+        for (&ifindex, spec) in &self.rings {
+            let max = spec.max_mtu();
             let Some(name) = table.input_name(ifindex) else {
                 continue;
             };
@@ -287,6 +309,14 @@ impl Relay {
             *per.entry(m.ifindex).or_insert(0) += 1;
         }
         per
+    }
+
+    /// Bytes held by receive rings, and the `ring_memory` budget they are held to.
+    pub fn ring_memory(&self) -> (u64, u64) {
+        (
+            ring_bytes(&self.rings, self.workers.len()),
+            self.ring_budget.total,
+        )
     }
 
     pub fn helper_sockets(&self) -> usize {
@@ -345,18 +375,38 @@ impl Relay {
     }
 }
 
-/// One ring per worker on `ifindex`, in one new fanout group, and the spec they share.
+/// Bytes the rings in `specs` hold, one per worker each.
+fn ring_bytes(specs: &HashMap<u32, RingSpec>, workers: usize) -> u64 {
+    specs.values().map(|s| s.bytes() as u64).sum::<u64>() * workers as u64
+}
+
+/// One ring per worker on `ifindex`, in one new fanout group, and the spec they share: as
+/// large as `budget` allows with `inputs` input interfaces and `in_use` bytes held already.
 fn open_rings(
     table: &Table,
     ifindex: u32,
     workers: usize,
+    budget: RingBudget,
+    inputs: usize,
+    in_use: u64,
 ) -> Result<(RingSpec, Vec<Ring>), StartError> {
     let name = table.input_name(ifindex);
     let mtu = name
         .and_then(|n| table.links().get(n)?.as_ref())
         .map_or(1500, |f| f.mtu);
     let name = name.map_or_else(String::new, |n| n.to_string());
-    let spec = RingSpec::for_mtu(mtu, RING_FRAMES);
+    let spec = budget
+        .spec(mtu, workers, inputs, in_use)
+        .map_err(StartError::RingMemory)?;
+    if spec.frame_count < crate::limits::RING_FRAMES {
+        log::info!(
+            "input `{name}`: receive rings of {} frames ({} each, {workers} worker(s)) to stay \
+             within ring_memory = \"{}\"",
+            spec.frame_count,
+            crate::config::format_size(spec.bytes() as u64),
+            crate::config::format_size(budget.total)
+        );
+    }
     let mut fanout = Fanout::default();
     let rings = (0..workers)
         .map(|_| {

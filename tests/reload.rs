@@ -392,3 +392,72 @@ fn relay_settings_on_reload_apply_or_name_the_restart_they_need() {
     }
     t.stop_relay(relay);
 }
+
+#[test]
+fn rings_share_ring_memory_and_a_reload_past_it_is_rejected_with_the_old_table_kept() {
+    let _guard = serial();
+    let mut t = Topology::chain(1);
+    common::add_second_input(&t);
+    let socket = t.dir.join("control.sock");
+    let header = |budget: &str| {
+        format!(
+            "[relay]\nworkers = 2\nring_memory = \"{budget}\"\ncontrol_socket = \"{}\"\n",
+            socket.display()
+        )
+    };
+    // One minimal ring per worker needs 1 MiB at MTU 1500: two do not fit 1 MiB.
+    let small = t.write("small.toml", &format!("{}{FLOW_A}", header("1MiB")));
+    let out = t
+        .relay
+        .command(common::MCR)
+        .args(["run", "-c"])
+        .arg(&small)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("ring_memory = \"1MiB\" cannot hold receive rings for 1 input interface(s) × 2 worker(s)"),
+        "{stderr}"
+    );
+    // 3 MiB: two rings of 768 frames (1.5 MiB each) instead of 4096.
+    let relay = t.start_relay(&format!("{}{FLOW_A}", header("3MiB")));
+    t.wait_log(
+        relay,
+        "receive rings of 768 frames (1536KiB each, 2 worker(s))",
+        1,
+    );
+    let status = t.control_json("status");
+    assert_eq!(
+        (num(&status, "ring_bytes"), num(&status, "ring_memory")),
+        (3 << 20, 3 << 20)
+    );
+    // A second input interface does not fit what is left: rejected, flow a keeps forwarding.
+    t.write_config_by_rename(&format!(
+        "{}{FLOW_A}{}",
+        header("3MiB"),
+        common::FLOW_C_ON_IN1
+    ));
+    t.wait_log(relay, "reload rejected:", 1);
+    assert_eq!(
+        t.log_count(relay, "cannot hold receive rings for 2 input interface(s)"),
+        1
+    );
+    common::check_stream(&mut t, "up0", "239.1.1.1", "239.9.9.1", 2000);
+    // With room for it, the same flow is added and forwards.
+    t.write_config_by_rename(&format!(
+        "{}{FLOW_A}{}",
+        header("6MiB"),
+        common::FLOW_C_ON_IN1
+    ));
+    t.wait_log(relay, "reloaded: generation 2", 1);
+    common::check_flow_c(&mut t);
+    let status = t.control_json("status");
+    assert_eq!(
+        (num(&status, "ring_bytes"), num(&status, "ring_memory")),
+        (6 << 20, 6 << 20)
+    );
+    let stats = t.stop_relay(relay);
+    assert_eq!(num(flow(&stats, "a"), "packets"), 2000);
+    assert_eq!(num(flow(&stats, "c"), "packets"), 2000);
+}

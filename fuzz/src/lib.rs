@@ -175,6 +175,20 @@ pub fn config(data: &[u8]) {
 }
 
 fn check_config(config: &Config) {
+    let relay = &config.relay;
+    assert!(relay
+        .workers
+        .is_none_or(|w| w.get() <= mcr::config::MAX_WORKERS));
+    let (min, max) = mcr::config::STATS_INTERVAL_RANGE;
+    assert!(relay
+        .stats_interval
+        .is_none_or(|d| (min..=max).contains(&d)));
+    let (min, max) = mcr::config::RING_MEMORY_RANGE;
+    assert!(
+        (min..=max).contains(&relay.ring_memory),
+        "ring_memory {}",
+        relay.ring_memory
+    );
     let mut names = HashSet::new();
     let mut inputs = HashSet::new();
     for flow in &config.flows {

@@ -38,6 +38,7 @@ pub(super) struct RawRelay {
     pub querier: Option<Spanned<String>>,
     pub query_interval: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,
+    pub ring_memory: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

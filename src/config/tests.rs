@@ -199,7 +199,7 @@ fn relay_settings_are_read() {
         "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
          control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
          egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n\
-         loop_guard = \"off\"\n",
+         loop_guard = \"off\"\nring_memory = \"1GiB\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -216,6 +216,7 @@ fn relay_settings_are_read() {
             querier: QuerierMode::Off,
             query_interval: Duration::from_secs(30),
             loop_guard: None,
+            ring_memory: 1 << 30,
         }
     );
     assert_eq!(
@@ -474,4 +475,51 @@ fn a_flow_has_at_most_max_outputs() {
         "{}",
         errors[0]
     );
+}
+
+#[test]
+fn sizes_parse_in_binary_units_and_round_trip() {
+    use super::{format_size, parse_size};
+    assert_eq!(parse_size("256MiB"), Some(256 << 20));
+    assert_eq!(parse_size(" 4 GiB "), Some(4 << 30));
+    assert_eq!(parse_size("1024B"), Some(1024));
+    assert_eq!(parse_size("512KiB"), Some(512 << 10));
+    for bad in [
+        "",
+        "MiB",
+        "12",
+        "1.5GiB",
+        "-1MiB",
+        "1mb",
+        "1 MB",
+        "99999999999999999999GiB",
+    ] {
+        assert_eq!(parse_size(bad), None, "{bad:?}");
+    }
+    assert_eq!(parse_size("18446744073709551615GiB"), None);
+    for n in [1u64 << 20, 3 << 30, 1536 << 10, 1000] {
+        assert_eq!(parse_size(&format_size(n)), Some(n));
+    }
+}
+
+#[test]
+fn ring_memory_is_bounded_with_a_position() {
+    let config = Config::parse("[relay]\nring_memory = \"64MiB\"\n", Path::new("t.toml")).unwrap();
+    assert_eq!(config.relay.ring_memory, 64 << 20);
+    assert_eq!(
+        RelaySettings::default().ring_memory,
+        super::DEFAULT_RING_MEMORY
+    );
+    for (bad, what) in [
+        ("512KiB", "out of range"),
+        ("65GiB", "out of range"),
+        ("lots", "not a size"),
+    ] {
+        let src = format!("[relay]\nring_memory = \"{bad}\"\n");
+        let err = Config::parse(&src, Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("t.toml:2:15:"), "{err}");
+        assert!(err.contains(what) && err.contains("\"256MiB\""), "{err}");
+    }
 }

@@ -252,7 +252,13 @@ impl Validator<'_> {
             Some(g) => self.loop_guard(g).unwrap_or(defaults.loop_guard),
             None => defaults.loop_guard,
         };
+        let ring_memory = raw
+            .ring_memory
+            .as_ref()
+            .and_then(|m| self.ring_memory(m))
+            .unwrap_or(defaults.ring_memory);
         RelaySettings {
+            ring_memory,
             loop_guard,
             idle_after,
             querier,
@@ -301,6 +307,29 @@ impl Validator<'_> {
                         raw.get_ref(),
                         humantime::format_duration(min),
                         humantime::format_duration(max)
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    /// A `ring_memory` size within [`RING_MEMORY_RANGE`], or `None` after recording why not.
+    fn ring_memory(&mut self, raw: &Spanned<String>) -> Option<u64> {
+        let (min, max) = super::RING_MEMORY_RANGE;
+        match super::parse_size(raw.get_ref()) {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            parsed => {
+                let what = if parsed.is_some() {
+                    "is out of range"
+                } else {
+                    "is not a size"
+                };
+                self.error(
+                    raw.span(),
+                    format!(
+                        "ring_memory {:?} {what}; write a size from \"1MiB\" to \"64GiB\" such as \"256MiB\" (the default), in B, KiB, MiB or GiB: all receive rings together (one per worker per input interface) use at most this much",
+                        raw.get_ref()
                     ),
                 );
                 None
