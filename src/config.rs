@@ -234,6 +234,8 @@ pub struct Output {
     pub group: Ipv4Addr,
     pub port: u16,
     pub ttl: u8,
+    /// DSCP (0–63) the output's datagrams carry in the IPv4 TOS byte's upper six bits.
+    pub dscp: u8,
 }
 
 impl fmt::Display for Output {
@@ -242,7 +244,11 @@ impl fmt::Display for Output {
             f,
             "{}:{} on {} ttl {}",
             self.group, self.port, self.interface, self.ttl
-        )
+        )?;
+        if self.dscp != 0 {
+            write!(f, " dscp {}", self.dscp)?;
+        }
+        Ok(())
     }
 }
 

@@ -1,22 +1,25 @@
-//! Egress: how a worker sends. Each output has an [`OutputSocket`]; each worker has one
-//! io_uring ([`Egress`]) that sends on them in batches.
+//! Egress: how a worker sends. Each output has an [`OutputPath`] through its interface's
+//! shared [`InterfaceSockets`]; each worker has one io_uring ([`Egress`]) that sends on them in
+//! batches.
 //!
 //! A worker queues one send per (packet, output) pointing straight into the receive ring's
 //! memory (no copy in user space), then submits the whole batch with one `io_uring_enter` and
 //! reaps the completions before it hands the ring frames back to the kernel. Two kinds of send:
 //!
-//! - **frame** (`egress = "packet"`, the default): `IORING_OP_SENDMSG` on the output's
+//! - **frame** (`egress = "packet"`, the default): `IORING_OP_SENDMSG` on the interface's
 //!   `AF_PACKET` socket with two iovecs, the headers [`frame::FrameTemplate`] wrote into this
 //!   send's slot and the payload in the ring. No route lookup, no IP output, no dst churn per
 //!   packet — the UDP path spent 45 % of the worker there (docs/BENCHMARKS.md);
-//! - **datagram**: `IORING_OP_SEND` of the payload on the output's connected UDP socket, for
-//!   `egress = "udp"`, for datagrams larger than the output MTU and for non-Ethernet outputs.
+//! - **datagram**: `IORING_OP_SENDMSG` of the payload on the interface's UDP socket, naming the
+//!   output's group and port and carrying its TTL and TOS as `IP_TTL`/`IP_TOS` control
+//!   messages, for `egress = "udp"`, for datagrams larger than the output MTU and for
+//!   non-Ethernet outputs.
 //!
 //! Sends carry `MSG_DONTWAIT`: a full socket buffer or queue completes at once with
 //! `-EAGAIN`/`-ENOBUFS` (counted as `egress_full`) instead of parking the request, so every
 //! send of a batch has completed when `flush` returns and memory never grows with backlog.
 //!
-//! Slot memory: slot `i` (headers, iovecs, msghdr) belongs to the `i`-th send queued since the
+//! Slot memory: slot `i` (headers, iovecs, address, control messages, msghdrs) belongs to the `i`-th send queued since the
 //! last flush; the kernel reads it while that send is issued, inside `flush`, and it is reused
 //! only after `flush` returned. The slots are one boxed slice that never moves or grows.
 #![allow(unsafe_code)]
@@ -30,14 +33,26 @@ use std::os::fd::RawFd;
 use io_uring::{opcode, types, IoUring};
 
 use frame::HEADER_LEN;
-pub use output::{OutputSocket, Route};
+pub use output::{Destination, InterfaceSockets, OutputPath, Route};
 
-/// A frame send's headers and the kernel-facing descriptors that point at them: `msg` names
-/// `iov`, `iov[0]` is `header` (both set once in [`Egress::new`]); `iov[1]` is the payload.
+/// Room for two `int` control messages (`IP_TTL`, `IP_TOS`), aligned as `cmsghdr` requires.
+#[repr(C, align(8))]
+struct Control([u8; 64]);
+
+/// One send's headers and the kernel-facing descriptors that point at them, all set once in
+/// [`Egress::new`]: `msg` (a frame) names `iov` = [`header`, payload]; `dgram` (a datagram)
+/// names `addr`, `iov[1]` = [payload] and `control`. Per send only the headers, the payload
+/// iovec, the address and the two control values are written.
 struct Slot {
     header: [u8; HEADER_LEN],
     iov: [libc::iovec; 2],
     msg: libc::msghdr,
+    addr: libc::sockaddr_in,
+    control: Control,
+    dgram: libc::msghdr,
+    /// Offsets in `control` of the `IP_TTL` and `IP_TOS` values.
+    ttl_at: usize,
+    tos_at: usize,
 }
 
 /// One worker's io_uring for sends.
@@ -62,8 +77,15 @@ impl Egress {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
             }; 2],
-            // SAFETY: `msghdr` is plain data; all zeros (no name, no control) is valid.
+            // SAFETY: `msghdr` and `sockaddr_in` are plain data; all zeros is valid.
             msg: unsafe { std::mem::zeroed() },
+            // SAFETY: as above.
+            addr: unsafe { std::mem::zeroed() },
+            control: Control([0; 64]),
+            // SAFETY: as above.
+            dgram: unsafe { std::mem::zeroed() },
+            ttl_at: 0,
+            tos_at: 0,
         };
         let mut slots: Box<[Slot]> = (0..ring.params().sq_entries()).map(|_| slot()).collect();
         // The descriptors point into their own slot, which never moves (boxed slice): set once.
@@ -74,6 +96,14 @@ impl Egress {
             };
             slot.msg.msg_iov = slot.iov.as_mut_ptr();
             slot.msg.msg_iovlen = 2;
+            slot.addr.sin_family = libc::AF_INET as libc::sa_family_t;
+            slot.dgram.msg_name = (&raw mut slot.addr).cast();
+            slot.dgram.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
+            slot.dgram.msg_iov = (&raw mut slot.iov[1]).cast();
+            slot.dgram.msg_iovlen = 1;
+            let (ttl_at, tos_at) = control_messages(&mut slot.dgram, &mut slot.control);
+            slot.ttl_at = ttl_at;
+            slot.tos_at = tos_at;
         }
         Ok(Egress {
             ring,
@@ -92,7 +122,7 @@ impl Egress {
     pub unsafe fn push_route(&mut self, route: Route<'_>, payload: &[u8], token: u64) -> bool {
         match route {
             // SAFETY: forwarded from the caller.
-            Route::Datagram { fd } => unsafe { self.push(fd, payload, token) },
+            Route::Datagram { fd, dest } => unsafe { self.push_datagram(fd, dest, payload, token) },
             // SAFETY: forwarded from the caller.
             Route::Frame { fd, template } => unsafe {
                 self.push_frame(fd, template, payload, token)
@@ -131,23 +161,39 @@ impl Egress {
         pushed
     }
 
-    /// Queues a send of `buf` on `fd`; `token` comes back with its result. Returns `false`,
-    /// queuing nothing, when the submission queue is full: flush and push again.
+    /// Queues a datagram of `payload` to `dest` on the UDP socket `fd`; `token` comes back
+    /// with its result. Returns `false`, queuing nothing, when the submission queue is full:
+    /// flush and push again.
     ///
     /// # Safety
-    /// `buf` must stay valid and unmodified, and `fd` open, until the next [`Egress::flush`]
-    /// returns: the kernel reads them during that call.
+    /// As for [`Egress::push_route`].
     #[inline]
-    pub unsafe fn push(&mut self, fd: RawFd, buf: &[u8], token: u64) -> bool {
-        if self.queued == self.slots.len() {
+    unsafe fn push_datagram(
+        &mut self,
+        fd: RawFd,
+        dest: &Destination,
+        payload: &[u8],
+        token: u64,
+    ) -> bool {
+        let Some(slot) = self.slots.get_mut(self.queued) else {
             return false;
-        }
-        let entry = opcode::Send::new(types::Fd(fd), buf.as_ptr(), buf.len() as u32)
-            .flags(libc::MSG_DONTWAIT)
+        };
+        slot.addr.sin_port = dest.addr.port().to_be();
+        slot.addr.sin_addr.s_addr = u32::from(*dest.addr.ip()).to_be();
+        let ttl = libc::c_int::from(dest.ttl).to_ne_bytes();
+        let tos = libc::c_int::from(dest.tos).to_ne_bytes();
+        slot.control.0[slot.ttl_at..slot.ttl_at + 4].copy_from_slice(&ttl);
+        slot.control.0[slot.tos_at..slot.tos_at + 4].copy_from_slice(&tos);
+        slot.iov[1] = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        let entry = opcode::SendMsg::new(types::Fd(fd), &slot.dgram)
+            .flags(libc::MSG_DONTWAIT as u32)
             .build()
             .user_data(token);
-        // SAFETY: the caller keeps `buf` and `fd` alive until `flush`, which waits for every
-        // queued entry to complete.
+        // SAFETY: as in `push_frame`: the slot is not touched again before `flush` has waited
+        // for this entry; `payload` and `fd` are the caller's promise.
         let pushed = unsafe { self.ring.submission().push(&entry) }.is_ok();
         self.queued += usize::from(pushed);
         pushed
@@ -179,26 +225,72 @@ impl Egress {
     }
 }
 
+/// Lays out an `IP_TTL` and an `IP_TOS` control message (`int` each) in `control` and points
+/// `msg` at them; returns the offsets of their values in `control`.
+fn control_messages(msg: &mut libc::msghdr, control: &mut Control) -> (usize, usize) {
+    let int = std::mem::size_of::<libc::c_int>() as u32;
+    // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic.
+    let (space, len) = unsafe { (libc::CMSG_SPACE(int) as usize, libc::CMSG_LEN(int) as usize) };
+    assert!(2 * space <= control.0.len(), "control buffer too small");
+    let base = control.0.as_mut_ptr();
+    msg.msg_control = base.cast();
+    msg.msg_controllen = 2 * space;
+    let mut at = [0usize; 2];
+    // SAFETY: `msg_control` points at `control`, which holds both messages (asserted above)
+    // and is aligned for `cmsghdr` (`repr(align(8))`); CMSG_FIRSTHDR/NXTHDR stay inside
+    // `msg_controllen`, and CMSG_DATA points into the message it is given.
+    unsafe {
+        let mut cmsg = libc::CMSG_FIRSTHDR(msg);
+        for (i, kind) in [libc::IP_TTL, libc::IP_TOS].into_iter().enumerate() {
+            assert!(!cmsg.is_null());
+            (*cmsg).cmsg_level = libc::IPPROTO_IP;
+            (*cmsg).cmsg_type = kind;
+            (*cmsg).cmsg_len = len as _;
+            at[i] = libc::CMSG_DATA(cmsg).offset_from(base) as usize;
+            cmsg = libc::CMSG_NXTHDR(msg, cmsg);
+        }
+    }
+    (at[0], at[1])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sys;
     use std::net::UdpSocket;
-    use std::os::fd::AsRawFd;
+    use std::os::fd::{AsFd, AsRawFd};
+
+    fn to(addr: std::net::SocketAddr, ttl: u8, tos: u8) -> Destination {
+        let std::net::SocketAddr::V4(addr) = addr else {
+            panic!("IPv4 only")
+        };
+        Destination { addr, ttl, tos }
+    }
 
     #[test]
-    fn flush_reports_every_send_and_payloads_arrive_intact() {
+    fn flush_reports_every_send_and_payloads_arrive_intact_with_their_options() {
         let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let rx_fd = socket2::SockRef::from(&rx);
+        rx_fd.set_recv_tos(true).unwrap();
+        sys::setsockopt(rx.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, &1i32).unwrap();
+        // One unconnected socket sends for every destination, as an interface's socket does.
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        tx.connect(rx.local_addr().unwrap()).unwrap();
         let mut egress = Egress::new(8).unwrap();
         let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + i as usize]).collect();
+        let dests: Vec<Destination> = (0..20u8)
+            .map(|i| to(rx.local_addr().unwrap(), 1 + i, (i % 4) << 2))
+            .collect();
         let mut results = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
-            // SAFETY: `payloads` and `tx` outlive the flushes below.
-            if !unsafe { egress.push(tx.as_raw_fd(), p, i as u64) } {
+            let route = Route::Datagram {
+                fd: tx.as_raw_fd(),
+                dest: &dests[i],
+            };
+            // SAFETY: `payloads`, `dests` and `tx` outlive the flushes below.
+            if !unsafe { egress.push_route(route, p, i as u64) } {
                 egress.flush(|t, r| results.push((t, r))).unwrap();
                 // SAFETY: as above.
-                assert!(unsafe { egress.push(tx.as_raw_fd(), p, i as u64) });
+                assert!(unsafe { egress.push_route(route, p, i as u64) });
             }
         }
         egress.flush(|t, r| results.push((t, r))).unwrap();
@@ -206,22 +298,66 @@ mod tests {
         results.sort();
         let expect: Vec<(u64, i32)> = (0..20).map(|i| (i, 100 + i as i32)).collect();
         assert_eq!(results, expect);
-        let mut buf = [0u8; 512];
-        for p in &payloads {
-            let n = rx.recv(&mut buf).unwrap();
-            assert_eq!(&buf[..n], &p[..]);
+        for (p, dest) in payloads.iter().zip(&dests) {
+            let (got, ttl, tos) = recv_with_ttl_tos(&rx);
+            assert_eq!(got, *p);
+            assert_eq!(
+                (ttl, tos),
+                (Some(dest.ttl), Some(dest.tos)),
+                "per-send options"
+            );
         }
+    }
+
+    /// One datagram and the `IP_TTL`/`IP_TOS` values it arrived with.
+    fn recv_with_ttl_tos(rx: &UdpSocket) -> (Vec<u8>, Option<u8>, Option<u8>) {
+        let mut buf = [0u8; 512];
+        let mut control = Control([0; 64]);
+        let mut iov = libc::iovec {
+            iov_base: buf.as_mut_ptr().cast(),
+            iov_len: buf.len(),
+        };
+        // SAFETY: plain data; all zeros is valid.
+        let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+        msg.msg_iov = &raw mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.0.as_mut_ptr().cast();
+        msg.msg_controllen = control.0.len();
+        // SAFETY: `msg` points at live buffers of the lengths it states.
+        let n = unsafe { libc::recvmsg(rx.as_raw_fd(), &mut msg, 0) };
+        assert!(n >= 0, "{}", io::Error::last_os_error());
+        let (mut ttl, mut tos) = (None, None);
+        // SAFETY: the kernel filled `msg_control` with well-formed messages up to
+        // `msg_controllen`; the macros stay within it.
+        unsafe {
+            let mut cmsg = libc::CMSG_FIRSTHDR(&msg);
+            while !cmsg.is_null() {
+                let data = libc::CMSG_DATA(cmsg);
+                match ((*cmsg).cmsg_level, (*cmsg).cmsg_type) {
+                    (libc::IPPROTO_IP, libc::IP_TTL) => ttl = Some(*data.cast::<i32>() as u8),
+                    (libc::IPPROTO_IP, libc::IP_TOS) => tos = Some(*data),
+                    _ => {}
+                }
+                cmsg = libc::CMSG_NXTHDR(&msg, cmsg);
+            }
+        }
+        (buf[..n as usize].to_vec(), ttl, tos)
     }
 
     #[test]
     fn a_failed_send_is_a_result_not_an_error() {
-        let tx = UdpSocket::bind("127.0.0.1:0").unwrap(); // not connected: send fails
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut egress = Egress::new(4).unwrap();
         let data = [1u8; 10];
-        // SAFETY: `data` and `tx` outlive the flush.
-        assert!(unsafe { egress.push(tx.as_raw_fd(), &data, 7) });
+        let dest = to("127.0.0.1:0".parse().unwrap(), 8, 0); // port 0: EINVAL
+        let route = Route::Datagram {
+            fd: tx.as_raw_fd(),
+            dest: &dest,
+        };
+        // SAFETY: `data`, `dest` and `tx` outlive the flush.
+        assert!(unsafe { egress.push_route(route, &data, 7) });
         let mut got = Vec::new();
         egress.flush(|t, r| got.push((t, r))).unwrap();
-        assert_eq!(got, vec![(7, -libc::EDESTADDRREQ)]);
+        assert_eq!(got, vec![(7, -libc::EINVAL)]);
     }
 }

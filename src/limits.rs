@@ -34,7 +34,8 @@ pub fn open_files() -> u64 {
 /// What a config's relay holds open, by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Descriptors {
-    /// Output sockets: a UDP socket each, plus an `AF_PACKET` socket with `egress = "packet"`.
+    /// Output sockets, per output interface (shared by its outputs): a UDP socket, plus an
+    /// `AF_PACKET` socket with `egress = "packet"`.
     pub outputs: u64,
     /// One receive ring per worker per input interface.
     pub rings: u64,
@@ -51,7 +52,10 @@ impl Descriptors {
             EgressMode::Packet => 2,
             EgressMode::Udp => 1,
         };
-        let outputs: usize = config.flows.iter().map(|f| f.outputs.len()).sum();
+        let interfaces: BTreeSet<&IfName> = (config.flows.iter())
+            .flat_map(|f| f.outputs.iter().map(|o| &o.interface))
+            .collect();
+        let outputs = interfaces.len();
         let mut groups: BTreeMap<&IfName, BTreeSet<_>> = BTreeMap::new();
         for f in &config.flows {
             groups
@@ -79,10 +83,10 @@ impl Descriptors {
             return Ok(());
         }
         Err(format!(
-            "this config needs about {} open files ({} for output sockets, {} receive rings, \
-             {} group-holding sockets, {} for workers, {SPARE} spare) but the limit is {limit}: \
-             raise it (LimitNOFILE= in the systemd unit, `ulimit -n` in a shell), or use \
-             fewer outputs or egress = \"udp\" (one socket per output instead of two)",
+            "this config needs about {} open files ({} for output interfaces' sockets, {} \
+             receive rings, {} group-holding sockets, {} for workers, {SPARE} spare) but the \
+             limit is {limit}: raise it (LimitNOFILE= in the systemd unit, `ulimit -n` in a \
+             shell), or use fewer workers, input groups or interfaces",
             self.total(),
             self.outputs,
             self.rings,
@@ -162,23 +166,29 @@ mod tests {
         assert_eq!(
             d,
             Descriptors {
-                outputs: 400,
+                outputs: 4,
                 rings: 2,
                 helpers: 5,
                 workers: 4
             }
         );
-        assert_eq!(d.total(), 411 + SPARE);
+        assert_eq!(d.total(), 15 + SPARE);
         let udp = Descriptors::estimate(&config(100, "udp"), 2, Limits::DEFAULT);
-        assert_eq!(udp.outputs, 200);
+        assert_eq!(udp.outputs, 2, "one UDP socket per output interface");
+        let more = Descriptors::estimate(&config(1000, "packet"), 2, Limits::DEFAULT);
+        assert_eq!(
+            (more.outputs, more.helpers),
+            (4, 50),
+            "outputs share sockets"
+        );
     }
 
     #[test]
     fn a_config_that_cannot_fit_says_what_to_change() {
         let d = Descriptors::estimate(&config(500, "packet"), 1, Limits::DEFAULT);
-        assert!(d.fit(1_000_000).is_ok());
-        let e = d.fit(1024).unwrap_err();
-        assert!(e.contains("needs about 2156 open files"), "{e}");
+        assert!(d.fit(1024).is_ok());
+        let e = d.fit(100).unwrap_err();
+        assert!(e.contains("needs about 160 open files"), "{e}");
         assert!(e.contains("LimitNOFILE="), "{e}");
     }
 

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use arc_swap::ArcSwap;
 
 use crate::config::{self, Config};
-use crate::egress::OutputSocket;
+use crate::egress::InterfaceSockets;
 use crate::ingress::{Fanout, Ring, RingSpec};
 use crate::limits::RingBudget;
 use crate::links::{LinkFacts, LinkView};
@@ -84,13 +84,13 @@ impl std::fmt::Display for ReloadSummary {
 pub struct Host;
 
 impl Env for Host {
-    fn open_output(
+    fn open_interface(
         &mut self,
-        output: &config::Output,
+        name: &config::IfName,
         link: &LinkFacts,
         mode: config::EgressMode,
-    ) -> io::Result<OutputSocket> {
-        OutputSocket::open(output, link.ifindex, mode)
+    ) -> io::Result<InterfaceSockets> {
+        InterfaceSockets::open(name.as_str(), link, mode)
     }
 }
 
@@ -338,7 +338,7 @@ impl Relay {
                         .outputs
                         .iter()
                         .map(|o| OutputSnapshot {
-                            egress: o.socket.as_ref().map_or("", |s| s.path_name()).to_string(),
+                            egress: o.path.as_ref().map_or("", |p| p.path_name()).to_string(),
                             state: match &o.link {
                                 Ok(_) => "up".to_string(),
                                 Err(w) => format!("waiting: {}", w.describe()),

@@ -10,10 +10,12 @@
 //! - a flow whose input interface does not exist is *waiting*: it is not in the index, needs
 //!   no ring and no membership. An output whose interface is missing or down is waiting too:
 //!   it has no socket and the packet path skips it;
-//! - an open output holds its own sockets, built for the [`LinkFacts`] it records; a new
-//!   table reuses them only while the spec, the egress mode and those facts are unchanged,
-//!   so a frame never leaves with a stale MAC, MTU or source address. Counters belong to the
-//!   spec: they survive reloads and link changes alike.
+//! - outputs send through their interface's shared sockets ([`InterfaceSockets`]), opened
+//!   once per output interface and built for the [`LinkFacts`] they record; a new table
+//!   reuses them only while the egress mode and those facts are unchanged, so a frame never
+//!   leaves with a stale MAC, MTU or source address. Descriptors therefore grow with output
+//!   interfaces, not outputs. Counters belong to the output's spec: they survive reloads and
+//!   link changes alike.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
@@ -23,28 +25,28 @@ use std::sync::Arc;
 use rustc_hash::FxHashMap;
 
 use crate::config::{self, Config, EgressMode, IfName};
-use crate::egress::OutputSocket;
+use crate::egress::{InterfaceSockets, OutputPath};
 use crate::links::{LinkFacts, LinkView};
 use crate::loopguard::{self, LoopGuard};
 use crate::membership::Membership;
 use crate::stats::{FlowStats, OutputStats};
 
-/// What compiling needs from the outside world: output sockets. A seam, so the table logic
-/// is testable without root or real interfaces.
+/// What compiling needs from the outside world: an output interface's sockets. A seam, so
+/// the table logic is testable without root or real interfaces.
 pub trait Env {
-    fn open_output(
+    fn open_interface(
         &mut self,
-        output: &config::Output,
+        name: &IfName,
         link: &LinkFacts,
         mode: EgressMode,
-    ) -> io::Result<OutputSocket>;
+    ) -> io::Result<InterfaceSockets>;
 }
 
 /// Why a config could not be compiled on this host.
 #[derive(Debug, thiserror::Error)]
 pub enum TableError {
     #[error(
-        "flow `{flow}`: cannot open output socket on `{interface}` to {group}:{port}: {source}"
+        "flow `{flow}`: cannot open output sockets on `{interface}` (for {group}:{port}): {source}"
     )]
     OutputSocket {
         flow: String,
@@ -81,7 +83,7 @@ impl Waiting {
 pub struct OutputEntry {
     pub spec: config::Output,
     /// `None` while the output waits; the packet path skips it.
-    pub socket: Option<Arc<OutputSocket>>,
+    pub path: Option<OutputPath>,
     /// The facts the socket was opened for (or why there is none).
     pub link: Result<LinkFacts, Waiting>,
     pub stats: Arc<OutputStats>,
@@ -163,6 +165,8 @@ pub struct Table {
     links: LinkView,
     /// Payloads relayed recently; one for the relay's life, handed from table to table.
     guard: Arc<LoopGuard>,
+    /// The sockets of every output interface that has them, shared by its outputs.
+    senders: BTreeMap<IfName, Arc<InterfaceSockets>>,
 }
 
 /// Every interface a config names, inputs and outputs.
@@ -174,6 +178,33 @@ pub fn interface_names(config: &Config) -> BTreeSet<&IfName> {
             std::iter::once(&f.input.interface).chain(f.outputs.iter().map(|o| &o.interface))
         })
         .collect()
+}
+
+/// The sockets of output interface `name` as `link` describes it: the previous table's while
+/// they serve it unchanged, else new ones; `Ok(Err(_))` when its outputs wait (missing, down,
+/// or not ready), `Err` for a failure no link change cures.
+fn open_sender(
+    name: &IfName,
+    link: Option<LinkFacts>,
+    mode: EgressMode,
+    previous: Option<&Table>,
+    env: &mut dyn Env,
+) -> io::Result<Result<Arc<InterfaceSockets>, Waiting>> {
+    let link = match link {
+        None => return Ok(Err(Waiting::Missing)),
+        Some(l) if !l.up => return Ok(Err(Waiting::Down)),
+        Some(l) => l,
+    };
+    if let Some(old) = previous.and_then(|p| p.senders.get(name)) {
+        if old.serves(&link, mode) {
+            return Ok(Ok(old.clone()));
+        }
+    }
+    match env.open_interface(name, &link, mode) {
+        Ok(sockets) => Ok(Ok(Arc::new(sockets))),
+        Err(e) if link_not_ready(&e) => Ok(Err(Waiting::Unreachable(e.to_string()))),
+        Err(e) => Err(e),
+    }
 }
 
 /// Errors that mean "the interface is not ready", not "the config is wrong".
@@ -195,6 +226,7 @@ impl Table {
             has_ssm: false,
             links: LinkView::new(),
             guard: Arc::default(),
+            senders: BTreeMap::new(),
         }
     }
 
@@ -211,6 +243,8 @@ impl Table {
         let mode = config.relay.egress;
         let mut flows = Vec::with_capacity(config.flows.len());
         let mut index = FxHashMap::default();
+        // Per output interface: its sockets, or why its outputs wait.
+        let mut senders: BTreeMap<IfName, Result<Arc<InterfaceSockets>, Waiting>> = BTreeMap::new();
         for flow in &config.flows {
             let ifindex = facts(&flow.input.interface).map(|f| f.ifindex);
             let old = previous.and_then(|p| p.flow_by_name(&flow.name));
@@ -221,35 +255,27 @@ impl Table {
             let mut outputs = Vec::with_capacity(flow.outputs.len());
             for out in &flow.outputs {
                 let old = old.and_then(|o| o.outputs.iter().find(|e| e.spec == *out));
-                let link = facts(&out.interface);
-                let (socket, link) = match (link, old) {
-                    (None, _) => (None, Err(Waiting::Missing)),
-                    (Some(l), _) if !l.up => (None, Err(Waiting::Down)),
-                    (Some(l), Some(o))
-                        if o.link.as_ref() == Ok(&l)
-                            && o.socket.as_ref().is_some_and(|s| s.mode() == mode) =>
-                    {
-                        (o.socket.clone(), Ok(l))
-                    }
-                    (Some(l), _) => match env.open_output(out, &l, mode) {
-                        Ok(socket) => (Some(Arc::new(socket)), Ok(l)),
-                        Err(e) if link_not_ready(&e) => {
-                            (None, Err(Waiting::Unreachable(e.to_string())))
-                        }
-                        Err(source) => {
-                            return Err(TableError::OutputSocket {
+                let name = &out.interface;
+                if !senders.contains_key(name) {
+                    let opened =
+                        open_sender(name, facts(name), mode, previous, env).map_err(|source| {
+                            TableError::OutputSocket {
                                 flow: flow.name.clone(),
-                                interface: out.interface.to_string(),
+                                interface: name.to_string(),
                                 group: out.group,
                                 port: out.port,
                                 source,
-                            })
-                        }
-                    },
+                            }
+                        })?;
+                    senders.insert(name.clone(), opened);
+                }
+                let (path, link) = match &senders[name] {
+                    Ok(sockets) => (Some(sockets.output(out)), Ok(sockets.link().clone())),
+                    Err(waiting) => (None, Err(waiting.clone())),
                 };
                 outputs.push(OutputEntry {
                     spec: out.clone(),
-                    socket,
+                    path,
                     link,
                     stats: old.map_or_else(Arc::default, |o| o.stats.clone()),
                 });
@@ -294,7 +320,16 @@ impl Table {
                 .map(|(n, f)| (n.clone(), f.clone()))
                 .collect(),
             guard: previous.map_or_else(Arc::default, |p| p.guard.clone()),
+            senders: senders
+                .into_iter()
+                .filter_map(|(name, s)| Some((name, s.ok()?)))
+                .collect(),
         })
+    }
+
+    /// Output interfaces with open sockets, and the sockets each shares among its outputs.
+    pub fn senders(&self) -> &BTreeMap<IfName, Arc<InterfaceSockets>> {
+        &self.senders
     }
 
     /// The loop guard the packet path consults for flows with a window.
@@ -415,14 +450,14 @@ mod tests {
     }
 
     impl Env for FakeEnv {
-        fn open_output(
+        fn open_interface(
             &mut self,
-            _: &config::Output,
-            _: &LinkFacts,
+            _: &IfName,
+            link: &LinkFacts,
             mode: EgressMode,
-        ) -> io::Result<OutputSocket> {
+        ) -> io::Result<InterfaceSockets> {
             self.opened += 1;
-            OutputSocket::unconnected_for_tests(mode)
+            InterfaceSockets::unconnected_for_tests(link, mode)
         }
     }
 
@@ -522,19 +557,29 @@ mod tests {
     fn unchanged_flows_and_outputs_keep_counters_and_sockets_across_compiles() {
         let mut env = FakeEnv::default();
         let old = compile(TWO_FLOWS, &mut env, None);
-        assert_eq!(env.opened, 4);
+        assert_eq!(env.opened, 2, "one set of sockets per output interface");
+        let sockets = |t: &Table, f: usize, o: usize| {
+            t.flows[f].outputs[o]
+                .path
+                .as_ref()
+                .unwrap()
+                .sockets()
+                .clone()
+        };
+        assert!(Arc::ptr_eq(&sockets(&old, 0, 0), &sockets(&old, 2, 0)));
+        assert!(Arc::ptr_eq(&sockets(&old, 0, 0), &sockets(&old, 1, 0)));
+        assert!(!Arc::ptr_eq(&sockets(&old, 1, 0), &sockets(&old, 1, 1)));
+        assert_eq!(old.senders().len(), 2);
         old.flows[0].stats.add(100, 1);
         let changed = TWO_FLOWS.replace("239.9.9.11", "239.9.9.12");
         let new = compile(&changed, &mut env, Some(&old));
         assert_eq!(
-            env.opened, 5,
-            "only flow c's changed output gets a new socket"
+            env.opened, 2,
+            "a changed output reuses its interface's sockets"
         );
         assert!(Arc::ptr_eq(&old.flows[0].stats, &new.flows[0].stats));
-        assert!(Arc::ptr_eq(
-            old.flows[1].outputs[1].socket.as_ref().unwrap(),
-            new.flows[1].outputs[1].socket.as_ref().unwrap()
-        ));
+        assert!(Arc::ptr_eq(&sockets(&old, 1, 1), &sockets(&new, 1, 1)));
+        assert!(Arc::ptr_eq(&sockets(&old, 2, 0), &sockets(&new, 2, 0)));
         assert!(
             Arc::ptr_eq(&old.flows[2].stats, &new.flows[2].stats),
             "input unchanged"
@@ -544,26 +589,28 @@ mod tests {
             &new.flows[2].outputs[0].stats
         ));
         let new_again = compile(&changed, &mut env, Some(&new));
-        assert_eq!(env.opened, 5, "nothing changed: nothing reopened");
+        assert_eq!(env.opened, 2, "nothing changed: nothing reopened");
         assert_eq!(new_again.links(), new.links());
         assert_eq!(new.generation(), 2);
     }
 
     #[test]
-    fn changing_the_egress_mode_reopens_every_output() {
+    fn changing_the_egress_mode_reopens_every_interface() {
         let mut env = FakeEnv::default();
         let old = compile(TWO_FLOWS, &mut env, None);
-        assert_eq!(
-            old.flows[0].outputs[0].socket.as_ref().unwrap().mode(),
-            EgressMode::Packet
-        );
+        let mode = |t: &Table| {
+            t.flows[0].outputs[0]
+                .path
+                .as_ref()
+                .unwrap()
+                .sockets()
+                .mode()
+        };
+        assert_eq!(mode(&old), EgressMode::Packet);
         let udp = format!("[relay]\negress = \"udp\"\n{TWO_FLOWS}");
         let new = compile(&udp, &mut env, Some(&old));
-        assert_eq!(env.opened, 8, "all four outputs opened again");
-        assert_eq!(
-            new.flows[0].outputs[0].socket.as_ref().unwrap().mode(),
-            EgressMode::Udp
-        );
+        assert_eq!(env.opened, 4, "both interfaces' sockets opened again");
+        assert_eq!(mode(&new), EgressMode::Udp);
         assert!(
             Arc::ptr_eq(&old.flows[0].stats, &new.flows[0].stats),
             "flow counters stay: the input did not change"
@@ -579,9 +626,10 @@ mod tests {
         let mut env = FakeEnv::default();
         let t = compile(&src, &mut env, None);
         assert_eq!(
-            env.opened, 3,
-            "every output on eth1, c's too: ready when its input comes"
+            env.opened, 1,
+            "eth1's sockets, for c's output too: ready when its input comes"
         );
+        assert!(t.flows[2].outputs[0].path.is_some());
         assert_eq!(t.flows[2].state(1), FlowState::Waiting);
         assert_eq!(t.flows[1].state(1), FlowState::Idle, "no packet yet");
         t.flows[1].stats.add(10, 1_000_000_000);
@@ -592,7 +640,7 @@ mod tests {
             "5 s default"
         );
         assert_eq!(t.flows[1].outputs[1].link, Err(Waiting::Missing));
-        assert!(t.flows[1].outputs[1].socket.is_none());
+        assert!(t.flows[1].outputs[1].path.is_none());
         assert_eq!(
             t.lookup(1, ip("10.9.9.9"), ip("239.1.1.2"), 5001),
             None,
@@ -615,16 +663,17 @@ mod tests {
         let eth1 = IfName::new("eth1").unwrap();
         moved.get_mut(&eth1).unwrap().as_mut().unwrap().mac[0] = 6;
         let new = Table::compile(&c, &moved, &mut env, Some(&old), 2).unwrap();
-        assert_eq!(env.opened, 4 + 3, "the three outputs on eth1 reopened");
+        assert_eq!(env.opened, 2 + 1, "eth1's sockets reopened");
         let (o, n) = (&old.flows[0].outputs[0], &new.flows[0].outputs[0]);
         assert!(!Arc::ptr_eq(
-            o.socket.as_ref().unwrap(),
-            n.socket.as_ref().unwrap()
+            o.path.as_ref().unwrap().sockets(),
+            n.path.as_ref().unwrap().sockets()
         ));
         assert!(Arc::ptr_eq(&o.stats, &n.stats), "counters stay");
         moved.get_mut(&eth1).unwrap().as_mut().unwrap().up = false;
         let down = Table::compile(&c, &moved, &mut env, Some(&new), 3).unwrap();
         assert_eq!(down.flows[0].outputs[0].link, Err(Waiting::Down));
-        assert_eq!(env.opened, 7, "nothing opened on a down interface");
+        assert_eq!(env.opened, 3, "nothing opened on a down interface");
+        assert!(!down.senders().contains_key(&eth1));
     }
 }

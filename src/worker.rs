@@ -284,8 +284,8 @@ impl Loop {
             flow.stats.add(d.payload.len(), now_ns);
             for (oi, out) in flow.outputs.iter().enumerate() {
                 // A waiting output (interface missing or down) has no socket.
-                let Some(socket) = &out.socket else { continue };
-                let route = socket.route(d.payload.len());
+                let Some(path) = &out.path else { continue };
+                let route = path.route(d.payload.len());
                 let token = Token::new(fi, oi, d.payload.len()).0;
                 // SAFETY: `d.payload` points into a frame this worker owns until
                 // `ring.release` below, which runs after every flush of these sends; the

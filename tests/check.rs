@@ -104,18 +104,18 @@ fn run_refuses_a_config_that_cannot_fit_the_open_file_limit() {
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("big.toml");
     let mut config = String::from("[relay]\nworkers = 1\nwatch = false\n");
-    for i in 0..200 {
+    for i in 0..2000 {
+        let (hi, lo) = (i / 250, i % 250 + 1);
         config += &format!(
-            "[[flow]]\nname = \"f{i}\"\ninput = {{ interface = \"mcr-no-such0\", group = \"239.1.0.{}\", port = 5000 }}\n\
-             outputs = [ {{ interface = \"mcr-no-such1\", group = \"239.2.0.{}\", port = 5000 }} ]\n",
-            i + 1,
-            i + 1
+            "[[flow]]\nname = \"f{i}\"\ninput = {{ interface = \"mcr-no-such0\", group = \"239.1.{hi}.{lo}\", port = 5000 }}\n\
+             outputs = [ {{ interface = \"mcr-no-such1\", group = \"239.2.{hi}.{lo}\", port = 5000 }} ]\n"
         );
     }
     std::fs::write(&path, config).unwrap();
-    // A hard limit of 256 cannot be raised: 200 outputs × 2 sockets do not fit.
+    // A hard limit of 128 cannot be raised: 2000 input groups need 100 helper sockets (20
+    // memberships each), which with the rest and the spare do not fit.
     let out = Command::new("prlimit")
-        .args(["--nofile=256:256", MCR, "run", "-c"])
+        .args(["--nofile=128:128", MCR, "run", "-c"])
         .arg(&path)
         .output()
         .unwrap();
@@ -123,8 +123,8 @@ fn run_refuses_a_config_that_cannot_fit_the_open_file_limit() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(
-        stderr.contains("this config needs about 541 open files")
-            && stderr.contains("the limit is 256")
+        stderr.contains("this config needs about 233 open files")
+            && stderr.contains("the limit is 128")
             && stderr.contains("LimitNOFILE="),
         "{stderr}"
     );

@@ -67,4 +67,5 @@ pub(super) struct RawOutput {
     pub group: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     pub ttl: Option<Spanned<i64>>,
+    pub dscp: Option<Spanned<i64>>,
 }

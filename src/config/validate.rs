@@ -568,11 +568,16 @@ impl Validator<'_> {
             None => Some(DEFAULT_TTL),
             Some(t) => self.ttl(t),
         };
+        let dscp = match &raw.dscp {
+            None => Some(0),
+            Some(d) => self.dscp(d),
+        };
         Some(Output {
             interface: interface?,
             group: group?,
             port: port?,
             ttl: ttl?,
+            dscp: dscp?,
         })
     }
 
@@ -676,6 +681,20 @@ impl Validator<'_> {
             );
         }
         port
+    }
+
+    fn dscp(&mut self, raw: &Spanned<i64>) -> Option<u8> {
+        let dscp = u8::try_from(*raw.get_ref()).ok().filter(|&d| d < 64);
+        if dscp.is_none() {
+            self.error(
+                raw.span(),
+                format!(
+                    "dscp {} is out of range; use 0 to 63 (46 is EF, 34 AF41), or remove it for 0",
+                    raw.get_ref()
+                ),
+            );
+        }
+        dscp
     }
 
     fn ttl(&mut self, raw: &Spanned<i64>) -> Option<u8> {

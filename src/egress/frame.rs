@@ -18,9 +18,9 @@
 //!   checksum offload. The NIC (or the kernel, for a device without offload) completes it; veth
 //!   passes it to the receiver as already verified.
 //!
-//! The headers are what the kernel's UDP path would have built for the same output socket: its
-//! source address and port (the output's connected UDP socket reserves that port), the output's
-//! TTL, DF set with IP ID 0 (RFC 6864 atomic datagrams), DSCP 0, and the Ethernet destination
+//! The headers are what the kernel's UDP path would have built for the same output: the source
+//! address and port of the interface's UDP socket (which reserves that port), the output's TTL
+//! and DSCP, DF set with IP ID 0 (RFC 6864 atomic datagrams), and the Ethernet destination
 //! derived from the group (RFC 1112: 01:00:5e + the low 23 bits), so no neighbour lookup exists.
 #![forbid(unsafe_code)]
 
@@ -65,9 +65,16 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
 }
 
 impl FrameTemplate {
-    /// Headers from `src` (the output socket's own address and port) to `dst` (group and port)
-    /// out of an interface with address `src_mac` and `mtu`.
-    pub fn new(src_mac: [u8; 6], src: SocketAddrV4, dst: SocketAddrV4, ttl: u8, mtu: u32) -> Self {
+    /// Headers from `src` (the interface socket's own address and port) to `dst` (group and
+    /// port) with `ttl` and `dscp`, out of an interface with address `src_mac` and `mtu`.
+    pub fn new(
+        src_mac: [u8; 6],
+        src: SocketAddrV4,
+        dst: SocketAddrV4,
+        ttl: u8,
+        dscp: u8,
+        mtu: u32,
+    ) -> Self {
         let mut header = [0u8; HEADER_LEN];
         header[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
         // gso_type 0 (VIRTIO_NET_HDR_GSO_NONE), gso_size 0. Packet sockets read the header in
@@ -85,6 +92,7 @@ impl FrameTemplate {
         ip.set_version(4);
         ip.set_header_len(20);
         ip.set_dont_frag(true);
+        ip.set_dscp(dscp);
         ip.set_ttl(ttl);
         ip.set_protocol(Protocol::Udp);
         ip.set_src_addr(*src.ip());
@@ -139,6 +147,7 @@ mod tests {
             "10.2.0.1:40000".parse().unwrap(),
             "239.200.9.9:5099".parse().unwrap(),
             8,
+            46,
             mtu,
         )
     }
@@ -172,6 +181,7 @@ mod tests {
             let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
             assert!(ip.verify_checksum(), "IPv4 checksum, len {len}");
             assert!(ip.dont_frag() && !ip.is_fragment());
+            assert_eq!((ip.dscp(), ip.ecn()), (46, 0));
             assert_eq!(ip.ident(), 0);
             let udp = UdpPacket::new_checked(ip.payload()).unwrap();
             assert!(udp.checksum() != 0);

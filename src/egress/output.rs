@@ -1,29 +1,46 @@
-//! One output's sockets: a connected UDP socket always, and with `egress = "packet"` an
-//! `AF_PACKET` socket bound to the output interface plus the [`FrameTemplate`] for its frames.
+//! Output sockets, shared per interface: every output on an interface sends through that
+//! interface's [`InterfaceSockets`] — one UDP socket always, and with `egress = "packet"` one
+//! `AF_PACKET` socket — so descriptors grow with output interfaces, not with outputs. What
+//! differs between outputs travels with each send instead: a frame's headers come from the
+//! output's own [`FrameTemplate`], a datagram names its group and port and carries its TTL
+//! and TOS as control messages ([`Destination`]).
 //!
-//! Why both: the UDP socket is what fixes the source address and port (the kernel picks them
-//! at `connect()` and keeps the port reserved, so the frames mcr builds carry exactly what the
-//! kernel's own UDP output would), and it remains the path for what a raw frame cannot carry —
-//! a datagram larger than the output MTU (the kernel fragments it) and outputs on interfaces
-//! that are not Ethernet (tun, GRE, loopback).
+//! Why a UDP socket even for frames: it is what fixes the source address and port. It is
+//! connected once to a link-local group (224.0.0.1:9) out of its interface, so the kernel picks
+//! the address its own UDP output would use there and reserves an ephemeral port; every frame
+//! from the interface carries that pair. The connection is never used to send (each datagram
+//! names its destination) and, as no datagram ever comes from 224.0.0.1:9, nothing queues on
+//! the socket's receive side. The UDP socket remains the path for what a raw frame cannot
+//! carry — a datagram larger than the output MTU (the kernel fragments it) and outputs on
+//! interfaces that are not Ethernet (tun, GRE, loopback).
 //!
 //! The packet socket is opened with protocol 0, so it is never hooked into the receive path and
 //! never receives anything; it only sends. It keeps the qdisc (no `PACKET_QDISC_BYPASS`), so
 //! traffic control on the output still applies and a NIC's busy queue is buffered rather than
 //! dropped.
+//!
+//! Lifetime: an output holds its interface's sockets through an `Arc`, and a table holds its
+//! outputs, so sockets close only when the last table that names them is released — after
+//! every worker has finished the batch that may still be sending on them.
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::SocketAddrV4;
+use std::net::{Ipv4Addr, SocketAddrV4};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::sync::Arc;
 
 use super::frame::FrameTemplate;
 use crate::config::{self, EgressMode};
+use crate::links::LinkFacts;
 use crate::sys;
 
-/// Send buffer per output socket. Large enough to absorb a burst on a real NIC whose TX
-/// completions lag; veth frees the buffer at once.
+/// Send buffer per socket. Large enough to absorb a burst on a real NIC whose TX completions
+/// lag; veth frees the buffer at once. Forced past `wmem_max` when the capability allows, as
+/// all outputs of an interface now share it.
 const SNDBUF: usize = 4 << 20;
+
+/// What the UDP socket connects to, to learn (and reserve) its source address and port.
+const PROBE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 9);
 
 /// How one datagram leaves through an output.
 #[derive(Debug, Clone, Copy)]
@@ -33,59 +50,137 @@ pub enum Route<'a> {
         fd: RawFd,
         template: &'a FrameTemplate,
     },
-    /// As a datagram on the connected UDP socket `fd`.
-    Datagram { fd: RawFd },
+    /// As a datagram to `dest` on the interface's UDP socket `fd`.
+    Datagram { fd: RawFd, dest: &'a Destination },
 }
 
-/// The sockets that send to one output's group and port through one interface.
+/// Where a datagram goes and the per-send options that make it the output's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Destination {
+    pub addr: SocketAddrV4,
+    /// `IP_TTL` for this send (the multicast TTL the output sets).
+    pub ttl: u8,
+    /// `IP_TOS` for this send: the output's DSCP in the upper six bits, ECN 0.
+    pub tos: u8,
+}
+
+/// The sockets of one output interface, shared by all its outputs and all workers.
 #[derive(Debug)]
-pub struct OutputSocket {
+pub struct InterfaceSockets {
     udp: OwnedFd,
-    packet: Option<PacketPath>,
+    packet: Option<OwnedFd>,
+    /// The UDP socket's own address and port: what every frame carries as its source.
+    src: SocketAddrV4,
+    /// The facts the sockets were opened for; a table reuses them only while these hold.
+    link: LinkFacts,
     mode: EgressMode,
 }
 
-#[derive(Debug)]
-struct PacketPath {
-    fd: OwnedFd,
-    template: FrameTemplate,
-}
-
-impl OutputSocket {
-    /// Opens the sockets for `output` on interface `ifindex`. With [`EgressMode::Packet`] on an
+impl InterfaceSockets {
+    /// Opens the sockets for the interface `link` describes. With [`EgressMode::Packet`] on an
     /// interface that is not Ethernet, only the UDP socket is opened (logged at debug level).
-    pub fn open(
-        output: &config::Output,
-        ifindex: u32,
-        mode: EgressMode,
-    ) -> io::Result<OutputSocket> {
-        let udp = open_udp(output, ifindex)?;
+    pub fn open(name: &str, link: &LinkFacts, mode: EgressMode) -> io::Result<InterfaceSockets> {
+        let (udp, src) = open_udp(name, link.ifindex)?;
         let packet = match mode {
+            EgressMode::Packet if link.link_type == sys::ARPHRD_ETHER => {
+                Some(open_packet(name, link.ifindex)?)
+            }
+            EgressMode::Packet => {
+                log::debug!(
+                    "output interface {name}: link type {} is not Ethernet; sending through UDP",
+                    link.link_type
+                );
+                None
+            }
             EgressMode::Udp => None,
-            EgressMode::Packet => open_packet(output, ifindex, &udp)?,
         };
-        Ok(OutputSocket { udp, packet, mode })
-    }
-
-    /// An unconnected UDP socket, for table tests that need a real fd but no network.
-    #[cfg(test)]
-    pub fn unconnected_for_tests(mode: EgressMode) -> io::Result<OutputSocket> {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-        Ok(OutputSocket {
-            udp: socket.into(),
-            packet: None,
+        Ok(InterfaceSockets {
+            udp,
+            packet,
+            src,
+            link: link.clone(),
             mode,
         })
     }
 
-    /// The egress mode this output was opened for.
+    /// An unconnected UDP socket and no packet socket, for table tests that need real
+    /// descriptors but no network.
+    #[cfg(test)]
+    pub fn unconnected_for_tests(link: &LinkFacts, mode: EgressMode) -> io::Result<Self> {
+        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+        Ok(InterfaceSockets {
+            udp: socket.into(),
+            packet: None,
+            src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
+            link: link.clone(),
+            mode,
+        })
+    }
+
+    /// Whether these sockets serve an interface as `link` describes it, in `mode`.
+    pub fn serves(&self, link: &LinkFacts, mode: EgressMode) -> bool {
+        self.link == *link && self.mode == mode
+    }
+
+    /// The facts the sockets were opened for.
+    pub fn link(&self) -> &LinkFacts {
+        &self.link
+    }
+
+    /// The egress mode the sockets were opened for.
     pub fn mode(&self) -> EgressMode {
         self.mode
     }
 
+    /// The source address and port of everything sent here.
+    pub fn source(&self) -> SocketAddrV4 {
+        self.src
+    }
+
+    /// The path for `output` through these sockets.
+    pub fn output(self: &Arc<Self>, output: &config::Output) -> OutputPath {
+        let addr = SocketAddrV4::new(output.group, output.port);
+        let template = self.packet.as_ref().map(|_| {
+            FrameTemplate::new(
+                self.link.mac,
+                self.src,
+                addr,
+                output.ttl,
+                output.dscp,
+                self.link.mtu,
+            )
+        });
+        OutputPath {
+            sockets: self.clone(),
+            template,
+            dest: Destination {
+                addr,
+                ttl: output.ttl,
+                tos: output.dscp << 2,
+            },
+        }
+    }
+}
+
+/// How one output sends: its interface's shared sockets, its own frame headers and its own
+/// destination and options.
+#[derive(Debug)]
+pub struct OutputPath {
+    sockets: Arc<InterfaceSockets>,
+    /// `Some` when the interface has a packet socket.
+    template: Option<FrameTemplate>,
+    dest: Destination,
+}
+
+impl OutputPath {
+    /// The interface sockets this output shares.
+    pub fn sockets(&self) -> &Arc<InterfaceSockets> {
+        &self.sockets
+    }
+
     /// Whether frames go through `AF_PACKET` ("packet") or every send through UDP ("udp").
     pub fn path_name(&self) -> &'static str {
-        match self.packet {
+        match self.template {
             Some(_) => "packet",
             None => "udp",
         }
@@ -94,62 +189,46 @@ impl OutputSocket {
     /// How a datagram with a `payload_len`-byte payload leaves.
     #[inline]
     pub fn route(&self, payload_len: usize) -> Route<'_> {
-        match &self.packet {
-            Some(p) if p.template.fits(payload_len) => Route::Frame {
-                fd: p.fd.as_raw_fd(),
-                template: &p.template,
+        match (&self.template, &self.sockets.packet) {
+            (Some(template), Some(fd)) if template.fits(payload_len) => Route::Frame {
+                fd: fd.as_raw_fd(),
+                template,
             },
             _ => Route::Datagram {
-                fd: self.udp.as_raw_fd(),
+                fd: self.sockets.udp.as_raw_fd(),
+                dest: &self.dest,
             },
         }
     }
 }
 
-fn open_udp(output: &config::Output, ifindex: u32) -> io::Result<OwnedFd> {
+/// The interface's UDP socket, connected to [`PROBE`] out of it, and its own address.
+fn open_udp(name: &str, ifindex: u32) -> io::Result<(OwnedFd, SocketAddrV4)> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
     sys::set_multicast_if(socket.as_fd(), ifindex)?;
     socket.set_multicast_loop_v4(false)?;
     socket.set_multicast_all_v4(false)?;
-    socket.set_multicast_ttl_v4(u32::from(output.ttl))?;
-    set_sndbuf(&socket, output);
-    let dest = SocketAddrV4::new(output.group, output.port);
-    socket.connect(&dest.into())?;
-    Ok(socket.into())
-}
-
-fn set_sndbuf(socket: &socket2::Socket, output: &config::Output) {
-    if socket.set_send_buffer_size(SNDBUF).is_err() {
-        // Not fatal: the kernel default still works, with less burst headroom.
-        log::debug!("SO_SNDBUF {SNDBUF} refused on output {}", output.interface);
-    }
-}
-
-/// The packet socket and frame template, or `None` when the interface is not Ethernet.
-fn open_packet(
-    output: &config::Output,
-    ifindex: u32,
-    udp: &OwnedFd,
-) -> io::Result<Option<PacketPath>> {
-    let name = output.interface.as_str();
-    let (link, mac) = sys::hwaddr(name)?;
-    if link != sys::ARPHRD_ETHER {
-        log::debug!("output {output}: link type {link} is not Ethernet; sending through UDP");
-        return Ok(None);
-    }
-    let mtu = sys::mtu(name)?;
-    let local = socket2::SockRef::from(udp).local_addr()?;
-    let src = local
+    set_sndbuf(socket.as_fd(), name);
+    socket.connect(&PROBE.into())?;
+    let src = socket
+        .local_addr()?
         .as_socket_ipv4()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))?;
-    let template = FrameTemplate::new(
-        mac,
-        src,
-        SocketAddrV4::new(output.group, output.port),
-        output.ttl,
-        mtu,
-    );
+    Ok((socket.into(), src))
+}
+
+fn set_sndbuf(fd: std::os::fd::BorrowedFd<'_>, name: &str) {
+    let size = SNDBUF as libc::c_int;
+    let forced = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &size);
+    if forced.is_err() && sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &size).is_err() {
+        // Not fatal: the kernel default still works, with less burst headroom.
+        log::debug!("SO_SNDBUF {SNDBUF} refused on output interface {name}");
+    }
+}
+
+/// A send-only packet socket bound to `ifindex`, expecting a virtio header on every frame.
+fn open_packet(name: &str, ifindex: u32) -> io::Result<OwnedFd> {
     // Protocol 0: bound, but never registered for receiving.
     // SAFETY: plain syscall with constant arguments; the result is checked.
     let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -160,7 +239,7 @@ fn open_packet(
     let fd = unsafe { OwnedFd::from_raw_fd(raw) };
     // Every frame starts with a virtio_net_hdr asking for the UDP checksum (see `frame`).
     sys::setsockopt(fd.as_fd(), libc::SOL_PACKET, libc::PACKET_VNET_HDR, &1i32)?;
-    set_sndbuf(&socket2::SockRef::from(&fd), output);
+    set_sndbuf(fd.as_fd(), name);
     sys::bind_packet(fd.as_fd(), ifindex, 0)?;
-    Ok(Some(PacketPath { fd, template }))
+    Ok(fd)
 }

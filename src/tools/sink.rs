@@ -40,9 +40,10 @@ const TICK: Duration = Duration::from_millis(50);
 /// so that 64 of them do not all map to the same cache sets.
 const SLOT: usize = (MAX_PAYLOAD + 1).next_multiple_of(64) + 64;
 
-/// Control buffer per datagram: `IP_PKTINFO` and `IP_TTL`.
+/// Control buffer per datagram: `IP_PKTINFO`, `IP_TTL` and `IP_TOS`.
 const CONTROL: usize = os::cmsg_space(std::mem::size_of::<libc::in_pktinfo>())
-    + os::cmsg_space(std::mem::size_of::<libc::c_int>());
+    + os::cmsg_space(std::mem::size_of::<libc::c_int>())
+    + os::cmsg_space(1);
 
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
@@ -113,6 +114,9 @@ pub struct SinkReport {
     pub foreign: u64,
     pub ttl_min: Option<u8>,
     pub ttl_max: Option<u8>,
+    /// DSCP (the upper six bits of the IPv4 TOS byte) seen, lowest and highest.
+    pub dscp_min: Option<u8>,
+    pub dscp_max: Option<u8>,
     pub latency_us: Option<Latency>,
     /// Sorted by stream id.
     pub per_stream: Vec<StreamReport>,
@@ -134,6 +138,10 @@ impl fmt::Display for SinkReport {
         match (self.ttl_min, self.ttl_max) {
             (Some(lo), Some(hi)) => write!(f, " ttl={lo}..{hi}")?,
             _ => write!(f, " ttl=-")?,
+        }
+        match (self.dscp_min, self.dscp_max) {
+            (Some(lo), Some(hi)) => write!(f, " dscp={lo}..{hi}")?,
+            _ => write!(f, " dscp=-")?,
         }
         match &self.latency_us {
             Some(l) => write!(
@@ -257,6 +265,7 @@ fn open_socket(port: u16, tick: Duration) -> Result<Socket, SinkError> {
     let on: libc::c_int = 1;
     sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, &on).map_err(err("IP_PKTINFO"))?;
     sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, &on).map_err(err("IP_RECVTTL"))?;
+    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, &on).map_err(err("IP_RECVTOS"))?;
     socket
         .set_read_timeout(Some(tick))
         .map_err(err("SO_RCVTIMEO"))?;
@@ -335,6 +344,7 @@ struct Tally {
     corrupt: u64,
     foreign: u64,
     ttl: Option<(u8, u8)>,
+    dscp: Option<(u8, u8)>,
     latency: LatencyStats,
     streams: HashMap<u32, StreamState>,
 }
@@ -355,6 +365,7 @@ impl Tally {
             corrupt: 0,
             foreign: 0,
             ttl: None,
+            dscp: None,
             latency: LatencyStats::default(),
             streams: HashMap::new(),
         }
@@ -363,6 +374,7 @@ impl Tally {
     fn datagram(&mut self, payload: &[u8], control: &[u8], truncated: bool, now_ns: u64) {
         let mut dst = None;
         let mut ttl = None;
+        let mut tos = None;
         for (level, kind, data) in os::cmsgs(control) {
             match (level, kind) {
                 // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
@@ -378,6 +390,7 @@ impl Tally {
                         .and_then(|t| t.try_into().ok())
                         .map(i32::from_ne_bytes);
                 }
+                (libc::IPPROTO_IP, libc::IP_TOS) => tos = data.first().copied(),
                 _ => {}
             }
         }
@@ -389,6 +402,9 @@ impl Tally {
         self.bytes += payload.len() as u64;
         if let Some(t) = ttl.and_then(|t| u8::try_from(t).ok()) {
             self.ttl = Some(self.ttl.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
+        }
+        if let Some(d) = tos.map(|t| t >> 2) {
+            self.dscp = Some(self.dscp.map_or((d, d), |(lo, hi)| (lo.min(d), hi.max(d))));
         }
         let probe = match payload::check(payload) {
             Ok(probe) if !truncated => probe,
@@ -441,6 +457,8 @@ impl Tally {
             foreign: self.foreign,
             ttl_min: self.ttl.map(|t| t.0),
             ttl_max: self.ttl.map(|t| t.1),
+            dscp_min: self.dscp.map(|d| d.0),
+            dscp_max: self.dscp.map(|d| d.1),
             latency_us: self.latency.summary(),
             per_stream,
         }
@@ -452,6 +470,10 @@ mod tests {
     use super::*;
 
     fn control(dst: Ipv4Addr, ttl: i32) -> Vec<u8> {
+        control_tos(dst, ttl, 0)
+    }
+
+    fn control_tos(dst: Ipv4Addr, ttl: i32, tos: u8) -> Vec<u8> {
         let mut v = Vec::new();
         let mut push = |kind: i32, data: &[u8]| {
             let len = std::mem::size_of::<libc::cmsghdr>() + data.len();
@@ -467,6 +489,7 @@ mod tests {
         pktinfo[8..].copy_from_slice(&dst.octets());
         push(libc::IP_PKTINFO, &pktinfo);
         push(libc::IP_TTL, &ttl.to_ne_bytes());
+        push(libc::IP_TOS, &[tos]);
         assert_eq!(v.len(), CONTROL);
         v
     }
@@ -486,7 +509,12 @@ mod tests {
         for seq in [0, 1, 2, 4, 3, 3] {
             t.datagram(&probe(10, seq, now - 20_000), &control(g0, 64), false, now);
         }
-        t.datagram(&probe(11, 0, now - 40_000), &control(g1, 3), false, now);
+        t.datagram(
+            &probe(11, 0, now - 40_000),
+            &control_tos(g1, 3, 46 << 2 | 1),
+            false,
+            now,
+        );
         // Not an asked group, and no destination at all: foreign, not received.
         t.datagram(
             &probe(12, 0, 0),
@@ -505,6 +533,11 @@ mod tests {
         assert_eq!((r.foreign, r.corrupt), (2, 2));
         assert_eq!((r.streams, r.lost, r.duplicates, r.reordered), (2, 0, 1, 1));
         assert_eq!((r.ttl_min, r.ttl_max), (Some(3), Some(64)));
+        assert_eq!(
+            (r.dscp_min, r.dscp_max),
+            (Some(0), Some(46)),
+            "ECN bits ignored"
+        );
         let l = r.latency_us.unwrap();
         assert_eq!((l.p50, l.max), (20.0, 40.0));
         assert_eq!(
@@ -525,7 +558,7 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "received=9 bytes=805 streams=2 lost=0 duplicates=1 reordered=1 corrupt=2 \
-             ttl=3..64 latency_us avg=22.9 p50=20.0 p99=40.0 max=40.0"
+             ttl=3..64 dscp=0..46 latency_us avg=22.9 p50=20.0 p99=40.0 max=40.0"
         );
     }
 
@@ -536,7 +569,7 @@ mod tests {
         assert_eq!(
             r.to_string(),
             "received=0 bytes=0 streams=0 lost=0 duplicates=0 reordered=0 corrupt=0 \
-             ttl=- latency_us avg=- p50=- p99=- max=-"
+             ttl=- dscp=- latency_us avg=- p50=- p99=- max=-"
         );
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["latency_us"], serde_json::Value::Null);
