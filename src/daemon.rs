@@ -180,6 +180,7 @@ impl State {
 
     /// Reads, validates and applies the config file; on any error the running table stays.
     fn reload(&mut self, relay: &mut Relay) -> ReloadOutcome {
+        let started = Instant::now();
         let path = self.config_path.clone();
         let bytes = match std::fs::read(&path) {
             Ok(b) => b,
@@ -201,6 +202,12 @@ impl State {
             return ReloadOutcome::Rejected { errors };
         }
         let outcome = self.apply(relay, &path, bytes);
+        if matches!(outcome, ReloadOutcome::Applied { .. }) {
+            log::debug!(
+                "reload took {:.1} ms",
+                started.elapsed().as_secs_f64() * 1e3
+            );
+        }
         self.count(outcome)
     }
 
