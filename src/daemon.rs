@@ -427,7 +427,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut relay = Relay::start(&config, &links, workers, on_worker_exit)?;
     log_waiting(&BTreeMap::new(), &relay.table().missing());
     let queriers = open_queriers(&config, &events);
-    let services = match start_services(opts, &config, &events) {
+    let mut services = match start_services(opts, &config, &events) {
         Ok(s) => s,
         Err(e) => {
             relay.shutdown();
@@ -476,7 +476,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         queriers,
     };
     state.sync_queriers(&relay);
-    let ended = serve(&mut state, &mut relay, &inbox, opts);
+    let ended = serve(&mut state, &mut relay, &mut services, &inbox, opts);
     drop(services);
     if let Err(e) = &ended {
         let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&e.to_string())]);
@@ -540,8 +540,17 @@ fn spawn_signals(events: mpsc::Sender<Event>) -> Result<signal_hook::iterator::H
 /// What runs beside the relay and ends with it: the file watch and the control socket (the
 /// metrics endpoint's thread lives as long as the process).
 struct Services {
-    _watcher: Option<notify::RecommendedWatcher>,
+    watch: Option<crate::watch::ConfigWatch>,
     _control: Option<control::Server>,
+}
+
+impl Services {
+    /// Follows the config path's symlink chain again, in case a change re-pointed a link.
+    fn refresh_watch(&mut self) {
+        if let Some(w) = &mut self.watch {
+            w.refresh();
+        }
+    }
 }
 
 fn start_services(
@@ -551,7 +560,7 @@ fn start_services(
 ) -> Result<Services, RunError> {
     let watcher = if config.relay.watch {
         let events = std::sync::Mutex::new(events.clone());
-        crate::watch::watch(&opts.config, move || {
+        crate::watch::ConfigWatch::start(&opts.config, move || {
             if let Ok(tx) = events.lock() {
                 let _ = tx.send(Event::FileChanged);
             }
@@ -586,7 +595,7 @@ fn start_services(
         log::info!("metrics on http://{bound}/metrics");
     }
     Ok(Services {
-        _watcher: watcher,
+        watch: watcher,
         _control: control,
     })
 }
@@ -615,6 +624,7 @@ impl Timers {
 fn serve(
     state: &mut State,
     relay: &mut Relay,
+    services: &mut Services,
     inbox: &mpsc::Receiver<Event>,
     opts: &RunOptions,
 ) -> Result<(), RunError> {
@@ -632,6 +642,7 @@ fn serve(
         match inbox.recv_timeout(timeout) {
             Ok(Event::Signal(SIGHUP)) => {
                 log::info!("SIGHUP: reloading {}", opts.config.display());
+                services.refresh_watch();
                 state.reload(relay);
             }
             Ok(Event::Signal(s)) => {
@@ -649,6 +660,7 @@ fn serve(
                 return Err(e);
             }
             Ok(Event::FileChanged) => {
+                services.refresh_watch();
                 timers
                     .reload
                     .get_or_insert_with(|| Instant::now() + DEBOUNCE);
@@ -662,7 +674,10 @@ fn serve(
                 let reply = match call.command {
                     Command::Stats => Reply::Stats(state.stats(relay)),
                     Command::Status => Reply::Status(Box::new(state.status(relay))),
-                    Command::Reload => Reply::Reload(state.reload(relay)),
+                    Command::Reload => {
+                        services.refresh_watch();
+                        Reply::Reload(state.reload(relay))
+                    }
                 };
                 let _ = call.reply.send(reply);
             }
@@ -678,6 +693,7 @@ fn serve(
         }
         if timers.reload.is_some_and(|t| t <= now) {
             timers.reload = None;
+            services.refresh_watch();
             state.reload(relay);
         }
         // A reload by any path may have turned the periodic stats line on or off.

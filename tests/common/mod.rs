@@ -305,9 +305,14 @@ impl Topology {
     /// [`Topology::start_relay`] with extra environment variables for the relay.
     pub fn start_relay_env(&mut self, config: &str, env: &[(&str, &str)]) -> usize {
         let path = self.write("mcr.toml", config);
+        self.start_relay_at(&path, env)
+    }
+
+    /// Starts `mcr run -c path` (the caller wrote the config there) and waits until ready.
+    pub fn start_relay_at(&mut self, path: &Path, env: &[(&str, &str)]) -> usize {
         let mut cmd = self.relay.command(MCR);
         cmd.args(["run", "-c"])
-            .arg(&path)
+            .arg(path)
             .arg("--stats-json")
             .arg(self.dir.join("stats.json"));
         cmd.env("RUST_LOG", "info");
