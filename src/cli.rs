@@ -100,6 +100,9 @@ struct GenArgs {
     /// IP TTL.
     #[arg(long, default_value_t = 8)]
     ttl: u8,
+    /// IPv4 TOS byte: DSCP << 2 | ECN (e.g. 184 for EF).
+    #[arg(long, default_value_t = 0)]
+    tos: u8,
     /// Stream id of the first group (later groups count up from it).
     #[arg(long, default_value_t = 0)]
     stream_base: u32,
@@ -308,6 +311,7 @@ pub fn main() -> ExitCode {
                 count: a.count,
                 rate: a.rate,
                 ttl: a.ttl,
+                tos: a.tos,
                 stream_base: a.stream_base,
             };
             report(gen::run(&opts), a.json)

@@ -234,8 +234,9 @@ pub struct Output {
     pub group: Ipv4Addr,
     pub port: u16,
     pub ttl: u8,
-    /// DSCP (0–63) the output's datagrams carry in the IPv4 TOS byte's upper six bits.
-    pub dscp: u8,
+    /// DSCP (0–63) the output's datagrams carry in the IPv4 TOS byte's upper six bits;
+    /// `None` keeps each input datagram's own (the default).
+    pub dscp: Option<u8>,
 }
 
 impl fmt::Display for Output {
@@ -245,8 +246,8 @@ impl fmt::Display for Output {
             "{}:{} on {} ttl {}",
             self.group, self.port, self.interface, self.ttl
         )?;
-        if self.dscp != 0 {
-            write!(f, " dscp {}", self.dscp)?;
+        if let Some(dscp) = self.dscp {
+            write!(f, " dscp {dscp}")?;
         }
         Ok(())
     }

@@ -112,20 +112,29 @@ impl Egress {
         })
     }
 
-    /// Queues `payload` on `route`: a frame or a datagram (see the module docs). Returns
-    /// `false`, queuing nothing, when the queue is full: flush and push again.
+    /// Queues `payload` (from an input datagram with TOS byte `tos`) on `route`: a frame or a
+    /// datagram (see the module docs). Returns `false`, queuing nothing, when the queue is
+    /// full: flush and push again.
     ///
     /// # Safety
     /// `payload` must stay valid and unmodified, and the route's socket open, until the next
     /// [`Egress::flush`] returns: the kernel reads them during that call.
     #[inline]
-    pub unsafe fn push_route(&mut self, route: Route<'_>, payload: &[u8], token: u64) -> bool {
+    pub unsafe fn push_route(
+        &mut self,
+        route: Route<'_>,
+        payload: &[u8],
+        tos: u8,
+        token: u64,
+    ) -> bool {
         match route {
             // SAFETY: forwarded from the caller.
-            Route::Datagram { fd, dest } => unsafe { self.push_datagram(fd, dest, payload, token) },
+            Route::Datagram { fd, dest } => unsafe {
+                self.push_datagram(fd, dest, payload, tos, token)
+            },
             // SAFETY: forwarded from the caller.
             Route::Frame { fd, template } => unsafe {
-                self.push_frame(fd, template, payload, token)
+                self.push_frame(fd, template, payload, tos, token)
             },
         }
     }
@@ -140,12 +149,13 @@ impl Egress {
         fd: RawFd,
         template: &frame::FrameTemplate,
         payload: &[u8],
+        tos: u8,
         token: u64,
     ) -> bool {
         let Some(slot) = self.slots.get_mut(self.queued) else {
             return false;
         };
-        template.fill(&mut slot.header, payload.len());
+        template.fill(&mut slot.header, payload.len(), tos);
         slot.iov[1] = libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,
             iov_len: payload.len(),
@@ -173,6 +183,7 @@ impl Egress {
         fd: RawFd,
         dest: &Destination,
         payload: &[u8],
+        tos: u8,
         token: u64,
     ) -> bool {
         let Some(slot) = self.slots.get_mut(self.queued) else {
@@ -181,7 +192,7 @@ impl Egress {
         slot.addr.sin_port = dest.addr.port().to_be();
         slot.addr.sin_addr.s_addr = u32::from(*dest.addr.ip()).to_be();
         let ttl = libc::c_int::from(dest.ttl).to_ne_bytes();
-        let tos = libc::c_int::from(dest.tos).to_ne_bytes();
+        let tos = libc::c_int::from(frame::out_tos(dest.dscp, tos)).to_ne_bytes();
         slot.control.0[slot.ttl_at..slot.ttl_at + 4].copy_from_slice(&ttl);
         slot.control.0[slot.tos_at..slot.tos_at + 4].copy_from_slice(&tos);
         slot.iov[1] = libc::iovec {
@@ -260,11 +271,11 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::{AsFd, AsRawFd};
 
-    fn to(addr: std::net::SocketAddr, ttl: u8, tos: u8) -> Destination {
+    fn to(addr: std::net::SocketAddr, ttl: u8, dscp: Option<u8>) -> Destination {
         let std::net::SocketAddr::V4(addr) = addr else {
             panic!("IPv4 only")
         };
-        Destination { addr, ttl, tos }
+        Destination { addr, ttl, dscp }
     }
 
     #[test]
@@ -277,20 +288,23 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut egress = Egress::new(8).unwrap();
         let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + i as usize]).collect();
+        // Odd sends set DSCP i, even ones keep the input's TOS (here i << 2 | ECT(1)).
         let dests: Vec<Destination> = (0..20u8)
-            .map(|i| to(rx.local_addr().unwrap(), 1 + i, (i % 4) << 2))
+            .map(|i| to(rx.local_addr().unwrap(), 1 + i, (i % 2 == 1).then_some(i)))
             .collect();
+        let in_tos = |i: u8| i << 2 | 1;
         let mut results = Vec::new();
         for (i, p) in payloads.iter().enumerate() {
             let route = Route::Datagram {
                 fd: tx.as_raw_fd(),
                 dest: &dests[i],
             };
+            let tos = in_tos(i as u8);
             // SAFETY: `payloads`, `dests` and `tx` outlive the flushes below.
-            if !unsafe { egress.push_route(route, p, i as u64) } {
+            if !unsafe { egress.push_route(route, p, tos, i as u64) } {
                 egress.flush(|t, r| results.push((t, r))).unwrap();
                 // SAFETY: as above.
-                assert!(unsafe { egress.push_route(route, p, i as u64) });
+                assert!(unsafe { egress.push_route(route, p, tos, i as u64) });
             }
         }
         egress.flush(|t, r| results.push((t, r))).unwrap();
@@ -298,13 +312,14 @@ mod tests {
         results.sort();
         let expect: Vec<(u64, i32)> = (0..20).map(|i| (i, 100 + i as i32)).collect();
         assert_eq!(results, expect);
-        for (p, dest) in payloads.iter().zip(&dests) {
+        for (i, (p, dest)) in payloads.iter().zip(&dests).enumerate() {
             let (got, ttl, tos) = recv_with_ttl_tos(&rx);
             assert_eq!(got, *p);
+            let want = frame::out_tos(dest.dscp, in_tos(i as u8));
             assert_eq!(
                 (ttl, tos),
-                (Some(dest.ttl), Some(dest.tos)),
-                "per-send options"
+                (Some(dest.ttl), Some(want)),
+                "per-send options, {i}"
             );
         }
     }
@@ -349,13 +364,13 @@ mod tests {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
         let mut egress = Egress::new(4).unwrap();
         let data = [1u8; 10];
-        let dest = to("127.0.0.1:0".parse().unwrap(), 8, 0); // port 0: EINVAL
+        let dest = to("127.0.0.1:0".parse().unwrap(), 8, None); // port 0: EINVAL
         let route = Route::Datagram {
             fd: tx.as_raw_fd(),
             dest: &dest,
         };
         // SAFETY: `data`, `dest` and `tx` outlive the flush.
-        assert!(unsafe { egress.push_route(route, &data, 7) });
+        assert!(unsafe { egress.push_route(route, &data, 0, 7) });
         let mut got = Vec::new();
         egress.flush(|t, r| got.push((t, r))).unwrap();
         assert_eq!(got, vec![(7, -libc::EINVAL)]);

@@ -61,6 +61,8 @@ pub struct Datagram<'a> {
     pub src_port: u16,
     pub dst_port: u16,
     pub ttl: u8,
+    /// The IPv4 TOS byte: DSCP in the upper six bits, ECN in the lower two.
+    pub tos: u8,
     /// The UDP payload, bounded by the UDP length field.
     pub payload: &'a [u8],
 }
@@ -128,6 +130,7 @@ pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
         return Err(Reject::Unsupported);
     }
     let (src, dst, ttl) = (ip.src_addr(), ip.dst_addr(), ip.ttl());
+    let tos = ip.dscp() << 2 | ip.ecn();
 
     let udp = UdpPacket::new_checked(ip.into_payload())?;
     Ok(Datagram {
@@ -137,6 +140,7 @@ pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
         ttl,
+        tos,
         payload: udp.into_payload(),
     })
 }
@@ -208,6 +212,7 @@ mod tests {
                 src_port: 40000,
                 dst_port: 5001,
                 ttl: 8,
+                tos: 0,
                 payload: expected_payload,
             }
         );

@@ -290,10 +290,10 @@ impl Loop {
                 // SAFETY: `d.payload` points into a frame this worker owns until
                 // `ring.release` below, which runs after every flush of these sends; the
                 // sockets are kept open by `table`, held for the whole batch.
-                if !unsafe { self.egress.push_route(route, d.payload, token) } {
+                if !unsafe { self.egress.push_route(route, d.payload, d.tos, token) } {
                     self.egress.flush(|t, r| complete(table, t, r))?;
                     // SAFETY: as above; the queue is empty after the flush.
-                    if !unsafe { self.egress.push_route(route, d.payload, token) } {
+                    if !unsafe { self.egress.push_route(route, d.payload, d.tos, token) } {
                         out.stats.queue_full();
                     }
                 }

@@ -26,18 +26,25 @@ fn output(group: &str, port: u16, extra: &str) -> String {
 }
 
 fn send(t: &Topology, count: u64, rate: u64) {
-    let (count, rate) = (count.to_string(), rate.to_string());
+    send_tos(t, count, rate, 0);
+}
+
+/// Sends with IPv4 TOS byte `tos` (DSCP << 2 | ECN).
+fn send_tos(t: &Topology, count: u64, rate: u64, tos: u8) {
+    let (n, rate, tos) = (count.to_string(), rate.to_string(), tos.to_string());
     let args = [
         "--group",
         "239.1.1.1",
         "--port",
         "5001",
         "--count",
-        &count,
+        &n,
         "--rate",
         &rate,
+        "--tos",
+        &tos,
     ];
-    assert_eq!(num(&t.gen(&args), "sent"), count.parse::<u64>().unwrap());
+    assert_eq!(num(&t.gen(&args), "sent"), count);
 }
 
 fn relay_fds(t: &Topology, relay: usize) -> usize {
@@ -81,17 +88,21 @@ fn a_hundred_outputs_on_one_interface_are_each_counted_exactly_on_the_descriptor
 #[test]
 fn outputs_sharing_a_socket_keep_their_own_ttl_and_dscp_on_both_paths() {
     let _s = serial();
-    // (group, port, ttl, dscp): neighbours on one interface, all different.
+    // (group, port, ttl, dscp): neighbours on one interface, all different. The input is
+    // EF (46) with ECN ECT(1): an output without `dscp` keeps 46, the others mark their own.
     let outs = [
-        ("239.9.9.1", 5101, 8, 0),
-        ("239.9.9.2", 5102, 3, 46),
-        ("239.9.9.3", 5103, 64, 34),
+        ("239.9.9.1", 5101, 8, None::<u8>),
+        ("239.9.9.2", 5102, 3, Some(10)),
+        ("239.9.9.3", 5103, 64, Some(34)),
     ];
     for egress in ["packet", "udp"] {
         let mut t = Topology::chain(1);
         let outputs: Vec<String> = outs
             .iter()
-            .map(|&(g, p, ttl, dscp)| output(g, p, &format!(", ttl = {ttl}, dscp = {dscp}")))
+            .map(|&(g, p, ttl, dscp)| {
+                let dscp = dscp.map_or(String::new(), |d| format!(", dscp = {d}"));
+                output(g, p, &format!(", ttl = {ttl}{dscp}"))
+            })
             .collect();
         let relay = t.start_relay(&format!("{}{}", header(&t, egress), flow_f(&outputs)));
         let sinks: Vec<usize> = outs
@@ -101,8 +112,9 @@ fn outputs_sharing_a_socket_keep_their_own_ttl_and_dscp_on_both_paths() {
                 t.start_sink(0, &["--group", g, "--port", &port, "--count", "1000"])
             })
             .collect();
-        send(&t, 1000, 5000);
+        send_tos(&t, 1000, 5000, 46 << 2 | 1);
         for (sink, &(g, _, ttl, dscp)) in sinks.into_iter().zip(&outs) {
+            let dscp = u64::from(dscp.unwrap_or(46));
             let report = t.sink_report(sink);
             assert_clean(&report, 1000);
             assert_eq!(

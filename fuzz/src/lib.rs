@@ -53,6 +53,7 @@ pub fn wire(frame: &[u8]) {
             src_port: u16_at(udp),
             dst_port: u16_at(udp + 2),
             ttl: frame[ip + 8],
+            tos: frame[ip + 1],
             payload: &frame[udp + 8..udp + udp_len],
         };
         assert_eq!(d, expected);

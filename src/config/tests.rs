@@ -147,7 +147,7 @@ fn demo_config_is_exactly_the_demo() {
             group: Ipv4Addr::from(output),
             port: 5099,
             ttl: 8,
-            dscp: 0,
+            dscp: None,
         }],
     };
     assert_eq!(
@@ -448,10 +448,13 @@ fn input_and_output_display() {
         group: Ipv4Addr::new(239, 9, 9, 9),
         port: 5099,
         ttl: 1,
-        dscp: 0,
+        dscp: None,
     };
     assert_eq!(output.to_string(), "239.9.9.9:5099 on eth1 ttl 1");
-    let marked = Output { dscp: 46, ..output };
+    let marked = Output {
+        dscp: Some(46),
+        ..output
+    };
     assert_eq!(marked.to_string(), "239.9.9.9:5099 on eth1 ttl 1 dscp 46");
 }
 
@@ -534,10 +537,11 @@ fn dscp_is_per_output_and_bounded() {
         format!("[[flow]]\nname = \"a\"\ninput = {{ interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }}\noutputs = [ {{ interface = \"eth1\", group = \"239.9.9.9\", port = 5099{dscp} }} ]\n")
     };
     let config = Config::parse(&flow(", dscp = 46"), Path::new("t.toml")).unwrap();
-    assert_eq!(config.flows[0].outputs[0].dscp, 46);
+    assert_eq!(config.flows[0].outputs[0].dscp, Some(46));
     assert_eq!(
         Config::parse(&flow(""), Path::new("t.toml")).unwrap().flows[0].outputs[0].dscp,
-        0
+        None,
+        "kept from each input datagram by default"
     );
     for bad in ["64", "-1"] {
         let err = Config::parse(&flow(&format!(", dscp = {bad}")), Path::new("t.toml"))

@@ -569,8 +569,8 @@ impl Validator<'_> {
             Some(t) => self.ttl(t),
         };
         let dscp = match &raw.dscp {
-            None => Some(0),
-            Some(d) => self.dscp(d),
+            None => Some(None),
+            Some(d) => self.dscp(d).map(Some),
         };
         Some(Output {
             interface: interface?,
@@ -689,7 +689,7 @@ impl Validator<'_> {
             self.error(
                 raw.span(),
                 format!(
-                    "dscp {} is out of range; use 0 to 63 (46 is EF, 34 AF41), or remove it for 0",
+                    "dscp {} is out of range; use 0 to 63 (46 is EF, 34 AF41), or remove it to keep each datagram's own",
                     raw.get_ref()
                 ),
             );

@@ -19,8 +19,9 @@
 //!   passes it to the receiver as already verified.
 //!
 //! The headers are what the kernel's UDP path would have built for the same output: the source
-//! address and port of the interface's UDP socket (which reserves that port), the output's TTL
-//! and DSCP, DF set with IP ID 0 (RFC 6864 atomic datagrams), and the Ethernet destination
+//! address and port of the interface's UDP socket (which reserves that port), the output's TTL,
+//! the input datagram's DSCP and ECN (or the output's own DSCP with the input's ECN, see
+//! [`out_tos`]), DF set with IP ID 0 (RFC 6864 atomic datagrams), and the Ethernet destination
 //! derived from the group (RFC 1112: 01:00:5e + the low 23 bits), so no neighbour lookup exists.
 #![forbid(unsafe_code)]
 
@@ -46,12 +47,25 @@ const ETH: usize = VNET_HDR_LEN;
 const IP: usize = ETH + 14;
 const UDP: usize = IP + 20;
 
+/// The TOS byte an output sends with: the input datagram's (`in_tos`) when the output sets no
+/// DSCP, else the output's DSCP with the input's ECN bits — a relay, like a router, passes
+/// ECN on (RFC 3168), and marking QoS is what `dscp` is for.
+#[inline]
+pub fn out_tos(dscp: Option<u8>, in_tos: u8) -> u8 {
+    match dscp {
+        Some(d) => d << 2 | in_tos & 0b11,
+        None => in_tos,
+    }
+}
+
 /// The constant part of every frame one output sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameTemplate {
     header: [u8; HEADER_LEN],
-    /// Unfolded sum of the IPv4 header's constant words (total length and checksum zero).
+    /// Unfolded sum of the IPv4 header's constant words (total length, TOS and checksum zero).
     ip_sum: u64,
+    /// The output's DSCP, or `None` to keep each input datagram's.
+    dscp: Option<u8>,
     /// Unfolded sum of the UDP pseudo-header without its length.
     pseudo_sum: u64,
     /// The interface MTU: the largest IPv4 packet a frame may carry.
@@ -66,13 +80,14 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
 
 impl FrameTemplate {
     /// Headers from `src` (the interface socket's own address and port) to `dst` (group and
-    /// port) with `ttl` and `dscp`, out of an interface with address `src_mac` and `mtu`.
+    /// port) with `ttl` and `dscp` (see [`out_tos`]), out of an interface with address
+    /// `src_mac` and `mtu`.
     pub fn new(
         src_mac: [u8; 6],
         src: SocketAddrV4,
         dst: SocketAddrV4,
         ttl: u8,
-        dscp: u8,
+        dscp: Option<u8>,
         mtu: u32,
     ) -> Self {
         let mut header = [0u8; HEADER_LEN];
@@ -92,7 +107,6 @@ impl FrameTemplate {
         ip.set_version(4);
         ip.set_header_len(20);
         ip.set_dont_frag(true);
-        ip.set_dscp(dscp);
         ip.set_ttl(ttl);
         ip.set_protocol(Protocol::Udp);
         ip.set_src_addr(*src.ip());
@@ -107,6 +121,7 @@ impl FrameTemplate {
         FrameTemplate {
             header,
             ip_sum,
+            dscp,
             pseudo_sum,
             mtu: mtu as usize,
         }
@@ -119,15 +134,18 @@ impl FrameTemplate {
     }
 
     /// Writes the headers for a payload of `payload_len` bytes (which must [`fit`](Self::fits))
-    /// into `out`.
+    /// of an input datagram with TOS byte `in_tos` into `out`.
     #[inline]
-    pub fn fill(&self, out: &mut [u8; HEADER_LEN], payload_len: usize) {
+    pub fn fill(&self, out: &mut [u8; HEADER_LEN], payload_len: usize, in_tos: u8) {
         debug_assert!(self.fits(payload_len));
         *out = self.header;
         let udp_len = (8 + payload_len) as u16;
         let total_len = udp_len + 20;
+        let tos = out_tos(self.dscp, in_tos);
+        out[IP + 1] = tos;
         out[IP + 2..IP + 4].copy_from_slice(&total_len.to_be_bytes());
-        let ip_check = !fold(self.ip_sum + u64::from(total_len));
+        // TOS is the low byte of the header's first 16-bit word.
+        let ip_check = !fold(self.ip_sum + u64::from(total_len) + u64::from(tos));
         out[IP + 10..IP + 12].copy_from_slice(&ip_check.to_be_bytes());
         out[UDP + 4..UDP + 6].copy_from_slice(&udp_len.to_be_bytes());
         // Not complemented: the device adds the UDP header and payload and complements.
@@ -147,7 +165,7 @@ mod tests {
             "10.2.0.1:40000".parse().unwrap(),
             "239.200.9.9:5099".parse().unwrap(),
             8,
-            46,
+            Some(46),
             mtu,
         )
     }
@@ -166,7 +184,7 @@ mod tests {
         for len in [0usize, 1, 2, 3, 100, 1001, 1472] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
             let mut header = [0u8; HEADER_LEN];
-            t.fill(&mut header, len);
+            t.fill(&mut header, len, 0b1011_1001); // input: DSCP 46, ECN ECT(1)
             let mut frame = [&header[VNET_HDR_LEN..], &payload[..]].concat();
             complete_checksum(&mut frame);
 
@@ -181,7 +199,11 @@ mod tests {
             let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
             assert!(ip.verify_checksum(), "IPv4 checksum, len {len}");
             assert!(ip.dont_frag() && !ip.is_fragment());
-            assert_eq!((ip.dscp(), ip.ecn()), (46, 0));
+            assert_eq!(
+                (ip.dscp(), ip.ecn()),
+                (46, 1),
+                "the output's DSCP, the input's ECN"
+            );
             assert_eq!(ip.ident(), 0);
             let udp = UdpPacket::new_checked(ip.payload()).unwrap();
             assert!(udp.checksum() != 0);
@@ -195,7 +217,7 @@ mod tests {
     #[test]
     fn the_virtio_header_asks_for_the_udp_checksum_and_no_segmentation() {
         let mut header = [0u8; HEADER_LEN];
-        template(1500).fill(&mut header, 10);
+        template(1500).fill(&mut header, 10, 0);
         assert_eq!(header[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
         assert_eq!(header[1], 0, "GSO none");
         assert_eq!(u16::from_ne_bytes([header[2], header[3]]), 42);
@@ -231,5 +253,26 @@ mod tests {
             multicast_mac(Ipv4Addr::new(224, 0, 0, 251)),
             [0x01, 0x00, 0x5e, 0x00, 0x00, 0xfb]
         );
+    }
+
+    #[test]
+    fn without_a_dscp_the_input_tos_is_kept_and_the_checksum_follows_it() {
+        let keep = FrameTemplate::new(
+            [0x02, 0, 0, 0, 0, 0x01],
+            "10.2.0.1:40000".parse().unwrap(),
+            "239.200.9.9:5099".parse().unwrap(),
+            8,
+            None,
+            1500,
+        );
+        for tos in [0u8, 0xb8, 0xb9, 0x03, 0xff] {
+            let mut header = [0u8; HEADER_LEN];
+            keep.fill(&mut header, 100, tos);
+            let ip = Ipv4Packet::new_unchecked(&header[VNET_HDR_LEN + 14..VNET_HDR_LEN + 34]);
+            assert_eq!(ip.dscp() << 2 | ip.ecn(), tos);
+            assert!(ip.verify_checksum(), "tos {tos:#x}");
+        }
+        assert_eq!(out_tos(Some(10), 0xb9), 10 << 2 | 1);
+        assert_eq!(out_tos(None, 0xb9), 0xb9);
     }
 }

@@ -3,7 +3,7 @@
 //! `AF_PACKET` socket — so descriptors grow with output interfaces, not with outputs. What
 //! differs between outputs travels with each send instead: a frame's headers come from the
 //! output's own [`FrameTemplate`], a datagram names its group and port and carries its TTL
-//! and TOS as control messages ([`Destination`]).
+//! and TOS (the input's, or the output's DSCP) as control messages ([`Destination`]).
 //!
 //! Why a UDP socket even for frames: it is what fixes the source address and port. It is
 //! connected once to a link-local group (224.0.0.1:9) out of its interface, so the kernel picks
@@ -58,10 +58,11 @@ pub enum Route<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Destination {
     pub addr: SocketAddrV4,
-    /// `IP_TTL` for this send (the multicast TTL the output sets).
+    /// `IP_TTL` for each send (the multicast TTL the output sets).
     pub ttl: u8,
-    /// `IP_TOS` for this send: the output's DSCP in the upper six bits, ECN 0.
-    pub tos: u8,
+    /// The output's DSCP, or `None` to send with each input datagram's TOS byte
+    /// ([`super::frame::out_tos`]).
+    pub dscp: Option<u8>,
 }
 
 /// The sockets of one output interface, shared by all its outputs and all workers.
@@ -156,7 +157,7 @@ impl InterfaceSockets {
             dest: Destination {
                 addr,
                 ttl: output.ttl,
-                tos: output.dscp << 2,
+                dscp: output.dscp,
             },
         }
     }

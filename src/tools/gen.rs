@@ -52,6 +52,8 @@ pub struct GenOptions {
     /// Packets per second over all streams; 0 sends as fast as possible.
     pub rate: u64,
     pub ttl: u8,
+    /// The IPv4 TOS byte (DSCP << 2 | ECN) of every datagram.
+    pub tos: u8,
     /// Stream id of the first group; group `i` carries stream `stream_base + i`.
     pub stream_base: u32,
 }
@@ -157,6 +159,7 @@ fn open_socket(opts: &GenOptions, groups: Groups) -> Result<Socket, GenError> {
     socket
         .set_multicast_ttl_v4(u32::from(opts.ttl))
         .map_err(err("IP_MULTICAST_TTL"))?;
+    socket.set_tos(u32::from(opts.tos)).map_err(err("IP_TOS"))?;
     match &opts.interface {
         Egress::Name(name) => {
             let ifindex = sys::ifindex(name).map_err(|source| GenError::Interface {
@@ -463,6 +466,7 @@ mod tests {
             count: 1,
             rate: 0,
             ttl: 1,
+            tos: 0,
             stream_base: 0,
         };
         assert!(matches!(run(&o), Err(GenError::Size { size: 23 })));

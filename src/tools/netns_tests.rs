@@ -115,6 +115,7 @@ fn gen_options(group_count: u32, count: u64, rate: u64, size: usize) -> GenOptio
         count,
         rate,
         ttl: 7,
+        tos: 34 << 2,
         stream_base: 100,
     }
 }
@@ -147,6 +148,11 @@ fn three_paced_streams_arrive_complete_in_order_and_with_the_sent_ttl() {
         (0, 0, 0, 0, 0)
     );
     assert_eq!((r.ttl_min, r.ttl_max), (Some(7), Some(7)));
+    assert_eq!(
+        (r.dscp_min, r.dscp_max),
+        (Some(34), Some(34)),
+        "gen --tos, seen by the sink"
+    );
     assert_eq!(r.streams, 3);
     for (i, s) in r.per_stream.iter().enumerate() {
         assert_eq!(s.stream, 100 + i as u32);
