@@ -25,6 +25,7 @@
 //! On failure, every problem in the file is reported at once, each with its
 //! file, line and column and a hint on how to fix it.
 
+mod blocks;
 mod error;
 mod ifname;
 mod raw;
@@ -37,6 +38,7 @@ use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use blocks::ParseCache;
 pub use error::{ConfigError, ConfigErrors};
 pub use ifname::IfName;
 

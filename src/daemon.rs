@@ -103,6 +103,8 @@ struct State {
     states: HashMap<String, String>,
     /// The IGMP querier's elections and socket; `None` with `querier = "off"`.
     queriers: Option<Queriers>,
+    /// The `[[flow]]` blocks of the file read last, so a reload parses only what changed.
+    parse_cache: crate::config::ParseCache,
 }
 
 impl State {
@@ -234,7 +236,7 @@ impl State {
     /// Parses `bytes` and applies them to the relay; the running table stays on any error.
     fn apply(&mut self, relay: &mut Relay, path: &Path, bytes: Vec<u8>) -> ReloadOutcome {
         let rejected = |errors: Vec<String>| ReloadOutcome::Rejected { errors };
-        let config = match Config::parse_bytes(&bytes, path) {
+        let config = match self.parse_cache.parse_bytes(&bytes, path) {
             Ok(c) => c,
             Err(errors) => {
                 let errors: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
@@ -384,8 +386,8 @@ fn ready_status(relay: &Relay) -> String {
 }
 
 pub fn run(opts: &RunOptions) -> Result<(), RunError> {
-    let applied = std::fs::read(&opts.config).unwrap_or_default();
-    let config = Config::load(&opts.config)?;
+    let mut parse_cache = crate::config::ParseCache::default();
+    let (applied, config) = parse_cache.load(&opts.config)?;
     let workers = config.relay.workers.map(|w| w.get()).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map_or(1, |n| n.get())
@@ -474,6 +476,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         sample: None,
         states: HashMap::new(),
         queriers,
+        parse_cache,
     };
     state.sync_queriers(&relay);
     let ended = serve(&mut state, &mut relay, &mut services, &inbox, opts);

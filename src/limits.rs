@@ -3,7 +3,9 @@
 //! its reload rejected) with what to change, instead of failing half-way with `EMFILE` or
 //! `ENOMEM`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+use rustc_hash::{FxHashMap, FxHashSet};
 use std::io;
 
 use crate::config::{format_size, Config, EgressMode, IfName};
@@ -56,15 +58,15 @@ impl Descriptors {
             .flat_map(|f| f.outputs.iter().map(|o| &o.interface))
             .collect();
         let outputs = interfaces.len();
-        let mut groups: BTreeMap<&IfName, BTreeSet<_>> = BTreeMap::new();
-        for f in &config.flows {
-            groups
-                .entry(&f.input.interface)
-                .or_default()
-                .insert((f.input.group, f.input.source));
+        let memberships: FxHashSet<_> = (config.flows.iter())
+            .map(|f| (&f.input.interface, f.input.group, f.input.source))
+            .collect();
+        let mut groups: FxHashMap<&IfName, usize> = FxHashMap::default();
+        for (interface, _, _) in memberships {
+            *groups.entry(interface).or_default() += 1;
         }
         let per_socket = limits.max_memberships.max(1);
-        let helpers: usize = groups.values().map(|g| g.len().div_ceil(per_socket)).sum();
+        let helpers: usize = groups.values().map(|n| n.div_ceil(per_socket)).sum();
         Descriptors {
             outputs: (outputs * per_output) as u64,
             rings: (groups.len() * workers) as u64,

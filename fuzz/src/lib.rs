@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::net::Ipv4Addr;
 use std::path::Path;
 
-use mcr::config::{Config, ConfigErrors, IfName};
+use mcr::config::{Config, ConfigErrors, IfName, ParseCache};
 use mcr::control::{self, Command};
 use mcr::wire::{self, Datagram, Reject};
 
@@ -169,10 +169,34 @@ pub fn config(data: &[u8]) {
         return;
     };
     let path = Path::new("fuzz.toml");
-    match Config::parse(source, path) {
-        Ok(config) => check_config(&config),
-        Err(errors) => check_config_errors(&errors, source, path),
+    let whole = Config::parse(source, path);
+    match &whole {
+        Ok(config) => check_config(config),
+        Err(errors) => check_config_errors(errors, source, path),
     }
+    // Reloads read through a cache of `[[flow]]` blocks: cold, warm after this very file,
+    // and warm after the file with its first half changed, it must say exactly what the
+    // whole-file parse says, errors included.
+    let render = |r: &Result<Config, ConfigErrors>| match r {
+        Ok(c) => format!("{c:?}"),
+        Err(e) => format!("ERR {e}"),
+    };
+    let want = render(&whole);
+    let mut cache = ParseCache::default();
+    assert_eq!(render(&cache.parse(source, path)), want, "cold cache");
+    assert_eq!(render(&cache.parse(source, path)), want, "warm cache");
+    let mut cache = ParseCache::default();
+    let half = source.len() / 2;
+    let changed: String = source
+        .char_indices()
+        .map(|(i, c)| if i < half && c == '1' { '2' } else { c })
+        .collect();
+    let _ = cache.parse(&changed, path);
+    assert_eq!(
+        render(&cache.parse(source, path)),
+        want,
+        "cache warmed by an edit"
+    );
 }
 
 fn check_config(config: &Config) {

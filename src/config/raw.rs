@@ -16,7 +16,7 @@
 use serde::Deserialize;
 use toml::Spanned;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawConfig {
     pub relay: Option<RawRelay>,
@@ -24,7 +24,7 @@ pub(super) struct RawConfig {
     pub flow: Vec<Spanned<RawFlow>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawRelay {
     pub workers: Option<Spanned<i64>>,
@@ -41,7 +41,7 @@ pub(super) struct RawRelay {
     pub ring_memory: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawFlow {
     pub name: Option<Spanned<String>>,
@@ -51,7 +51,7 @@ pub(super) struct RawFlow {
     pub loop_guard: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawInput {
     pub interface: Option<Spanned<String>>,
@@ -60,7 +60,7 @@ pub(super) struct RawInput {
     pub source: Option<Spanned<String>>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawOutput {
     pub interface: Option<Spanned<String>>,

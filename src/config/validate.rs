@@ -11,7 +11,7 @@
 //! - Every error sits at the most precise span available and its message
 //!   says what is wrong and what to do.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 use std::net::Ipv4Addr;
 use std::num::NonZeroUsize;
 use std::ops::Range;
@@ -514,7 +514,7 @@ impl Validator<'_> {
             );
             return None;
         }
-        let mut first_lines: HashMap<Endpoint, usize> = HashMap::new();
+        let mut first_lines: HashMap<Endpoint, usize> = HashMap::default();
         let mut outputs = Vec::with_capacity(raw.get_ref().len());
         let mut complete = true;
         for raw_output in raw.get_ref() {
