@@ -339,9 +339,9 @@ impl Relay {
                         .iter()
                         .map(|o| OutputSnapshot {
                             egress: o.path.as_ref().map_or("", |p| p.path_name()).to_string(),
-                            state: match &o.link {
-                                Ok(_) => "up".to_string(),
-                                Err(w) => format!("waiting: {}", w.describe()),
+                            state: match &o.waiting {
+                                None => "up".to_string(),
+                                Some(w) => format!("waiting: {}", w.describe()),
                             },
                             ..OutputSnapshot::read(
                                 o.spec.interface.as_str(),

@@ -84,8 +84,9 @@ pub struct OutputEntry {
     pub spec: config::Output,
     /// `None` while the output waits; the packet path skips it.
     pub path: Option<OutputPath>,
-    /// The facts the socket was opened for (or why there is none).
-    pub link: Result<LinkFacts, Waiting>,
+    /// Why the output does not send (`None`: it does, through `path`, whose sockets record
+    /// the facts they were opened for).
+    pub waiting: Option<Waiting>,
     pub stats: Arc<OutputStats>,
 }
 
@@ -269,14 +270,14 @@ impl Table {
                         })?;
                     senders.insert(name.clone(), opened);
                 }
-                let (path, link) = match &senders[name] {
-                    Ok(sockets) => (Some(sockets.output(out)), Ok(sockets.link().clone())),
-                    Err(waiting) => (None, Err(waiting.clone())),
+                let (path, waiting) = match &senders[name] {
+                    Ok(sockets) => (Some(sockets.output(out)), None),
+                    Err(waiting) => (None, Some(waiting.clone())),
                 };
                 outputs.push(OutputEntry {
                     spec: out.clone(),
                     path,
-                    link,
+                    waiting,
                     stats: old.map_or_else(Arc::default, |o| o.stats.clone()),
                 });
             }
@@ -639,7 +640,7 @@ mod tests {
             FlowState::Idle,
             "5 s default"
         );
-        assert_eq!(t.flows[1].outputs[1].link, Err(Waiting::Missing));
+        assert_eq!(t.flows[1].outputs[1].waiting, Some(Waiting::Missing));
         assert!(t.flows[1].outputs[1].path.is_none());
         assert_eq!(
             t.lookup(1, ip("10.9.9.9"), ip("239.1.1.2"), 5001),
@@ -672,7 +673,7 @@ mod tests {
         assert!(Arc::ptr_eq(&o.stats, &n.stats), "counters stay");
         moved.get_mut(&eth1).unwrap().as_mut().unwrap().up = false;
         let down = Table::compile(&c, &moved, &mut env, Some(&new), 3).unwrap();
-        assert_eq!(down.flows[0].outputs[0].link, Err(Waiting::Down));
+        assert_eq!(down.flows[0].outputs[0].waiting, Some(Waiting::Down));
         assert_eq!(env.opened, 3, "nothing opened on a down interface");
         assert!(!down.senders().contains_key(&eth1));
     }

@@ -11,8 +11,14 @@ const MAX_IFNAME_LEN: usize = 15;
 /// Mirrors the kernel's `dev_valid_name()`: 1–15 bytes, not "." or "..",
 /// and no '/', ':' or whitespace. Whether the interface exists is a run-time
 /// question and is not answered here.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct IfName(String);
+///
+/// Held inline (at most 15 bytes), so names are copied, compared and hashed without touching
+/// the heap — a large config holds one per input and output.
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct IfName {
+    len: u8,
+    bytes: [u8; MAX_IFNAME_LEN],
+}
 
 impl IfName {
     /// Checks `name` against the kernel's rules.
@@ -38,12 +44,37 @@ impl IfName {
                 "it contains {c:?}, which Linux does not allow in interface names"
             ));
         }
-        Ok(IfName(name.to_owned()))
+        let mut bytes = [0; MAX_IFNAME_LEN];
+        bytes[..name.len()].copy_from_slice(name.as_bytes());
+        Ok(IfName {
+            len: name.len() as u8,
+            bytes,
+        })
     }
 
     #[must_use]
     pub fn as_str(&self) -> &str {
-        &self.0
+        // Built from a `&str` in `new`, and never changed since.
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or_default()
+    }
+}
+
+/// Ordered as the names' text, as when they were `String`s (listings are sorted by name).
+impl Ord for IfName {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl PartialOrd for IfName {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl fmt::Debug for IfName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("IfName").field(&self.as_str()).finish()
     }
 }
 
@@ -61,13 +92,13 @@ fn forbidden_in_ifname(c: char) -> bool {
 
 impl fmt::Display for IfName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 
 impl AsRef<str> for IfName {
     fn as_ref(&self) -> &str {
-        &self.0
+        self.as_str()
     }
 }
 
@@ -105,5 +136,23 @@ mod tests {
         let name = ifname("eth1");
         assert_eq!(name.to_string(), "eth1");
         assert_eq!(AsRef::<str>::as_ref(&name), "eth1");
+    }
+
+    #[test]
+    fn names_order_hash_and_print_as_their_text() {
+        let mut names: Vec<IfName> = ["eth2", "eth10", "a", "ab", "veth-x.100", "123456789012345"]
+            .into_iter()
+            .map(ifname)
+            .collect();
+        names.sort();
+        let text: Vec<&str> = names.iter().map(IfName::as_str).collect();
+        assert_eq!(
+            text,
+            ["123456789012345", "a", "ab", "eth10", "eth2", "veth-x.100"]
+        );
+        assert_eq!(format!("{:?}", ifname("eth0")), "IfName(\"eth0\")");
+        assert_eq!(ifname("eth0").to_string(), "eth0");
+        let set: std::collections::HashSet<IfName> = [ifname("eth0"), ifname("eth0")].into();
+        assert_eq!(set.len(), 1);
     }
 }
