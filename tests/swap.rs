@@ -155,5 +155,20 @@ fn a_chain_that_changes_shape_is_followed_where_it_now_leads() {
     t.write_config_by_rename(&format!("{HEADER}{FLOW_A}{FLOW_B}"));
     t.wait_log(relay, "reloaded: generation 4", 1);
     flow_b_forwards(&mut t);
+    // A broken file delivered as a link again: rejected at its position, the table stays.
+    std::fs::write(
+        real.join("broken.toml"),
+        format!("{HEADER}{FLOW_A}{FLOW_B}{BROKEN}"),
+    )
+    .unwrap();
+    relink(&real.join("broken.toml"), &path);
+    t.wait_log(relay, "reload rejected:", 1);
+    let log = t.procs[relay].stderr();
+    assert!(
+        log.contains(&format!("reload rejected: {}:12:", path.display())),
+        "{log}"
+    );
+    flow_a_forwards(&mut t);
+    flow_b_forwards(&mut t);
     t.stop_relay(relay);
 }
