@@ -24,6 +24,18 @@ fn flow_b_forwards(t: &mut Topology) {
     check_stream(t, "up0", "239.1.1.2", "239.9.9.2", 2000);
 }
 
+/// The relay rejected the BROKEN file at `path`'s line 12, and flows a and b still forward.
+fn rejected_at_line_12_and_still_forwarding(t: &mut Topology, relay: usize, path: &Path) {
+    t.wait_log(relay, "reload rejected:", 1);
+    let log = t.procs[relay].stderr();
+    assert!(
+        log.contains(&format!("reload rejected: {}:12:", path.display())),
+        "{log}"
+    );
+    flow_a_forwards(t);
+    flow_b_forwards(t);
+}
+
 /// Replaces `link` by a symlink to `target` atomically (a new link renamed over it), as
 /// `ln -sfn` does with `-T` and as kubelet swaps `..data`.
 fn relink(target: &Path, link: &Path) {
@@ -81,14 +93,7 @@ fn a_configmap_swap_reloads_and_a_broken_version_is_rejected_with_its_position()
     t.wait_log(relay, "reloaded: generation 2", 1);
     flow_b_forwards(&mut t);
     cm.update(&format!("{HEADER}{FLOW_A}{FLOW_B}{BROKEN}"));
-    t.wait_log(relay, "reload rejected:", 1);
-    let log = t.procs[relay].stderr();
-    assert!(
-        log.contains(&format!("reload rejected: {}:12:", path.display())),
-        "{log}"
-    );
-    flow_a_forwards(&mut t);
-    flow_b_forwards(&mut t);
+    rejected_at_line_12_and_still_forwarding(&mut t, relay, &path);
     // The next good version is followed too: the watch moved with `..data`.
     cm.update(&format!("{HEADER}{FLOW_B}"));
     t.wait_log(relay, "reloaded: generation 3", 1);
@@ -114,14 +119,7 @@ fn a_current_release_link_swap_reloads_and_a_broken_release_is_rejected() {
     t.wait_log(relay, "reloaded: generation 2", 1);
     flow_b_forwards(&mut t);
     release(3, &format!("{HEADER}{FLOW_A}{FLOW_B}{BROKEN}"));
-    t.wait_log(relay, "reload rejected:", 1);
-    let log = t.procs[relay].stderr();
-    assert!(
-        log.contains(&format!("reload rejected: {}:12:", path.display())),
-        "{log}"
-    );
-    flow_a_forwards(&mut t);
-    flow_b_forwards(&mut t);
+    rejected_at_line_12_and_still_forwarding(&mut t, relay, &path);
     t.stop_relay(relay);
 }
 
@@ -162,13 +160,6 @@ fn a_chain_that_changes_shape_is_followed_where_it_now_leads() {
     )
     .unwrap();
     relink(&real.join("broken.toml"), &path);
-    t.wait_log(relay, "reload rejected:", 1);
-    let log = t.procs[relay].stderr();
-    assert!(
-        log.contains(&format!("reload rejected: {}:12:", path.display())),
-        "{log}"
-    );
-    flow_a_forwards(&mut t);
-    flow_b_forwards(&mut t);
+    rejected_at_line_12_and_still_forwarding(&mut t, relay, &path);
     t.stop_relay(relay);
 }
