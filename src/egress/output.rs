@@ -123,19 +123,9 @@ impl InterfaceSockets {
         self.link == *link && self.mode == mode
     }
 
-    /// The facts the sockets were opened for.
-    pub fn link(&self) -> &LinkFacts {
-        &self.link
-    }
-
     /// The egress mode the sockets were opened for.
     pub fn mode(&self) -> EgressMode {
         self.mode
-    }
-
-    /// The source address and port of everything sent here.
-    pub fn source(&self) -> SocketAddrV4 {
-        self.src
     }
 
     /// The path for `output` through these sockets.
