@@ -64,6 +64,9 @@ pub enum Waiting {
     Missing,
     /// Its interface exists but is administratively down.
     Down,
+    /// Its interface has no IPv4 address: the kernel would pick 0.0.0.0 (or another
+    /// interface's address) as the source, and receivers drop such frames as martians.
+    NoAddress,
     /// Its sockets could not be opened for a reason the link may cure (errno name).
     Unreachable(String),
 }
@@ -73,6 +76,7 @@ impl Waiting {
         match self {
             Waiting::Missing => "interface missing".into(),
             Waiting::Down => "interface down".into(),
+            Waiting::NoAddress => "no IPv4 address on the interface; add one".into(),
             Waiting::Unreachable(e) => format!("cannot open: {e}"),
         }
     }
@@ -194,6 +198,7 @@ fn open_sender(
     let link = match link {
         None => return Ok(Err(Waiting::Missing)),
         Some(l) if !l.up => return Ok(Err(Waiting::Down)),
+        Some(l) if l.ipv4.is_empty() => return Ok(Err(Waiting::NoAddress)),
         Some(l) => l,
     };
     if let Some(old) = previous.and_then(|p| p.senders.get(name)) {
@@ -675,6 +680,12 @@ mod tests {
         let down = Table::compile(&c, &moved, &mut env, Some(&new), 3).unwrap();
         assert_eq!(down.flows[0].outputs[0].waiting, Some(Waiting::Down));
         assert_eq!(env.opened, 3, "nothing opened on a down interface");
+        moved.get_mut(&eth1).unwrap().as_mut().unwrap().up = true;
+        moved.get_mut(&eth1).unwrap().as_mut().unwrap().ipv4.clear();
+        let bare = Table::compile(&c, &moved, &mut env, Some(&down), 4).unwrap();
+        assert_eq!(bare.flows[0].outputs[0].waiting, Some(Waiting::NoAddress));
+        assert!(bare.flows[0].outputs[0].path.is_none());
+        assert_eq!(env.opened, 3, "no socket that would send from 0.0.0.0");
         assert!(!down.senders().contains_key(&eth1));
     }
 }

@@ -144,6 +144,23 @@ fn an_output_recreated_or_readdressed_sends_with_fresh_headers() {
         "stale headers:\n{frames}"
     );
 
+    // No IPv4 address: the output waits (its frames would leave from 0.0.0.0) and says why;
+    // an address back: it sends again, from that address.
+    t.relay.ip(&["addr", "del", "10.2.0.9/24", "dev", "out0"]);
+    wait_status(&t, "address removed", |s| {
+        s["interfaces"]["out0"]["ipv4"] == serde_json::json!([])
+    });
+    let out = flow(&t.control_json("stats"), "a")["outputs"][0].clone();
+    assert_eq!(
+        out["state"], "waiting: no IPv4 address on the interface; add one",
+        "{out}"
+    );
+    t.relay.ip(&["addr", "add", "10.2.0.9/24", "dev", "out0"]);
+    wait_status(&t, "address back", |s| {
+        s["interfaces"]["out0"]["ipv4"] == serde_json::json!(["10.2.0.9"])
+    });
+    check_a(&mut t, 2000);
+
     // Down: the output waits; up: it is reopened and sends.
     t.relay.ip(&["link", "set", "out0", "down"]);
     wait_status(&t, "out0 down", |s| s["interfaces"]["out0"]["up"] == false);
@@ -154,7 +171,7 @@ fn an_output_recreated_or_readdressed_sends_with_fresh_headers() {
     check_a(&mut t, 2000);
     let stats = t.stop_relay(relay);
     let out = &flow(&stats, "a")["outputs"][0];
-    assert_eq!(num(out, "packets"), 6200);
+    assert_eq!(num(out, "packets"), 8200);
     assert_eq!(num(out, "send_errors"), 0, "{out}");
 }
 
