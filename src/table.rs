@@ -8,8 +8,8 @@
 //! - lookup is O(1): one hash probe by (input ifindex, group, UDP port, source), plus a second
 //!   probe for the any-source entry only when some flow on the table is source-specific;
 //! - a flow whose input interface does not exist is *waiting*: it is not in the index, needs
-//!   no ring and no membership. An output whose interface is missing or down is waiting too:
-//!   it has no socket and the packet path skips it;
+//!   no ring and no membership. An output whose interface is missing, down or without an
+//!   IPv4 address is waiting too: it has no socket and the packet path skips it;
 //! - outputs send through their interface's shared sockets ([`InterfaceSockets`]), opened
 //!   once per output interface and built for the [`LinkFacts`] they record; a new table
 //!   reuses them only while the egress mode and those facts are unchanged, so a frame never
