@@ -239,6 +239,9 @@ pub struct Output {
     /// DSCP (0–63) the output's datagrams carry in the IPv4 TOS byte's upper six bits;
     /// `None` keeps each input datagram's own (the default).
     pub dscp: Option<u8>,
+    /// The source address the output's datagrams carry; `None`: the interface's own (the
+    /// address the kernel would choose there).
+    pub source: Option<Ipv4Addr>,
 }
 
 impl fmt::Display for Output {
@@ -250,6 +253,9 @@ impl fmt::Display for Output {
         )?;
         if let Some(dscp) = self.dscp {
             write!(f, " dscp {dscp}")?;
+        }
+        if let Some(source) = self.source {
+            write!(f, " from {source}")?;
         }
         Ok(())
     }

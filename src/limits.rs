@@ -36,8 +36,8 @@ pub fn open_files() -> u64 {
 /// What a config's relay holds open, by kind.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Descriptors {
-    /// Output sockets, per output interface (shared by its outputs): a UDP socket, plus an
-    /// `AF_PACKET` socket with `egress = "packet"`.
+    /// Output sockets, per output interface and source address (shared by their outputs): a
+    /// UDP socket, plus an `AF_PACKET` socket with `egress = "packet"`.
     pub outputs: u64,
     /// One receive ring per worker per input interface.
     pub rings: u64,
@@ -54,8 +54,8 @@ impl Descriptors {
             EgressMode::Packet => 2,
             EgressMode::Udp => 1,
         };
-        let interfaces: BTreeSet<&IfName> = (config.flows.iter())
-            .flat_map(|f| f.outputs.iter().map(|o| &o.interface))
+        let interfaces: BTreeSet<(&IfName, _)> = (config.flows.iter())
+            .flat_map(|f| f.outputs.iter().map(|o| (&o.interface, o.source)))
             .collect();
         let outputs = interfaces.len();
         let memberships: FxHashSet<_> = (config.flows.iter())

@@ -89,8 +89,9 @@ impl Env for Host {
         name: &config::IfName,
         link: &LinkFacts,
         mode: config::EgressMode,
+        source: Option<std::net::Ipv4Addr>,
     ) -> io::Result<InterfaceSockets> {
-        InterfaceSockets::open(name.as_str(), link, mode)
+        InterfaceSockets::open(name.as_str(), link, mode, source)
     }
 }
 

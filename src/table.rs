@@ -39,6 +39,7 @@ pub trait Env {
         name: &IfName,
         link: &LinkFacts,
         mode: EgressMode,
+        source: Option<Ipv4Addr>,
     ) -> io::Result<InterfaceSockets>;
 }
 
@@ -170,8 +171,8 @@ pub struct Table {
     links: LinkView,
     /// Payloads relayed recently; one for the relay's life, handed from table to table.
     guard: Arc<LoopGuard>,
-    /// The sockets of every output interface that has them, shared by its outputs.
-    senders: BTreeMap<IfName, Arc<InterfaceSockets>>,
+    /// The sockets of every (output interface, source) that has them, shared by its outputs.
+    senders: BTreeMap<SenderKey, Arc<InterfaceSockets>>,
 }
 
 /// Every interface a config names, inputs and outputs.
@@ -185,28 +186,33 @@ pub fn interface_names(config: &Config) -> BTreeSet<&IfName> {
         .collect()
 }
 
-/// The sockets of output interface `name` as `link` describes it: the previous table's while
-/// they serve it unchanged, else new ones; `Ok(Err(_))` when its outputs wait (missing, down,
-/// or not ready), `Err` for a failure no link change cures.
+/// Outputs share sockets per output interface and source address (`None`: the interface's).
+pub type SenderKey = (IfName, Option<Ipv4Addr>);
+
+/// The sockets of output interface `key.0` sending from `key.1`, as `link` describes the
+/// interface: the previous table's while they serve it unchanged, else new ones; `Ok(Err(_))`
+/// when its outputs wait (missing, down, no address to send from, or not ready), `Err` for a
+/// failure no link change cures.
 fn open_sender(
-    name: &IfName,
+    key: &SenderKey,
     link: Option<LinkFacts>,
     mode: EgressMode,
     previous: Option<&Table>,
     env: &mut dyn Env,
 ) -> io::Result<Result<Arc<InterfaceSockets>, Waiting>> {
+    let (name, source) = key;
     let link = match link {
         None => return Ok(Err(Waiting::Missing)),
         Some(l) if !l.up => return Ok(Err(Waiting::Down)),
-        Some(l) if l.ipv4.is_empty() => return Ok(Err(Waiting::NoAddress)),
+        Some(l) if l.ipv4.is_empty() && source.is_none() => return Ok(Err(Waiting::NoAddress)),
         Some(l) => l,
     };
-    if let Some(old) = previous.and_then(|p| p.senders.get(name)) {
-        if old.serves(&link, mode) {
+    if let Some(old) = previous.and_then(|p| p.senders.get(key)) {
+        if old.serves(&link, mode, *source) {
             return Ok(Ok(old.clone()));
         }
     }
-    match env.open_interface(name, &link, mode) {
+    match env.open_interface(name, &link, mode, *source) {
         Ok(sockets) => Ok(Ok(Arc::new(sockets))),
         Err(e) if link_not_ready(&e) => Ok(Err(Waiting::Unreachable(e.to_string()))),
         Err(e) => Err(e),
@@ -250,7 +256,9 @@ impl Table {
         let mut flows = Vec::with_capacity(config.flows.len());
         let mut index = FxHashMap::default();
         // Per output interface: its sockets, or why its outputs wait.
-        let mut senders: BTreeMap<IfName, Result<Arc<InterfaceSockets>, Waiting>> = BTreeMap::new();
+        // Per (output interface, source): its sockets, or why its outputs wait.
+        let mut senders: BTreeMap<SenderKey, Result<Arc<InterfaceSockets>, Waiting>> =
+            BTreeMap::new();
         for flow in &config.flows {
             let ifindex = facts(&flow.input.interface).map(|f| f.ifindex);
             let old = previous.and_then(|p| p.flow_by_name(&flow.name));
@@ -262,9 +270,10 @@ impl Table {
             for out in &flow.outputs {
                 let old = old.and_then(|o| o.outputs.iter().find(|e| e.spec == *out));
                 let name = &out.interface;
-                if !senders.contains_key(name) {
+                let key = (name.clone(), out.source);
+                if !senders.contains_key(&key) {
                     let opened =
-                        open_sender(name, facts(name), mode, previous, env).map_err(|source| {
+                        open_sender(&key, facts(name), mode, previous, env).map_err(|source| {
                             TableError::OutputSocket {
                                 flow: flow.name.clone(),
                                 interface: name.to_string(),
@@ -273,9 +282,9 @@ impl Table {
                                 source,
                             }
                         })?;
-                    senders.insert(name.clone(), opened);
+                    senders.insert(key.clone(), opened);
                 }
-                let (path, waiting) = match &senders[name] {
+                let (path, waiting) = match &senders[&key] {
                     Ok(sockets) => (Some(sockets.output(out)), None),
                     Err(waiting) => (None, Some(waiting.clone())),
                 };
@@ -334,7 +343,7 @@ impl Table {
     }
 
     /// Output interfaces with open sockets, and the sockets each shares among its outputs.
-    pub fn senders(&self) -> &BTreeMap<IfName, Arc<InterfaceSockets>> {
+    pub fn senders(&self) -> &BTreeMap<SenderKey, Arc<InterfaceSockets>> {
         &self.senders
     }
 
@@ -461,6 +470,7 @@ mod tests {
             _: &IfName,
             link: &LinkFacts,
             mode: EgressMode,
+            _: Option<Ipv4Addr>,
         ) -> io::Result<InterfaceSockets> {
             self.opened += 1;
             InterfaceSockets::unconnected_for_tests(link, mode)
@@ -686,6 +696,17 @@ mod tests {
         assert_eq!(bare.flows[0].outputs[0].waiting, Some(Waiting::NoAddress));
         assert!(bare.flows[0].outputs[0].path.is_none());
         assert_eq!(env.opened, 3, "no socket that would send from 0.0.0.0");
-        assert!(!down.senders().contains_key(&eth1));
+        // With its own source address an output needs no address on the interface, and it
+        // has sockets of its own, apart from its neighbours'.
+        let sourced =
+            TWO_FLOWS.replacen("port = 5099 }", "port = 5099, source = \"192.0.2.10\" }", 1);
+        let c = config(&sourced);
+        let t = Table::compile(&c, &moved, &mut env, None, 5).unwrap();
+        assert!(t.flows[0].outputs[0].path.is_some(), "sourced: sends");
+        assert_eq!(t.flows[2].outputs[0].waiting, Some(Waiting::NoAddress));
+        assert!(t
+            .senders()
+            .contains_key(&(eth1.clone(), Some(Ipv4Addr::new(192, 0, 2, 10)))));
+        assert!(!down.senders().contains_key(&(eth1.clone(), None)));
     }
 }

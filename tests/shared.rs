@@ -181,3 +181,43 @@ fn a_reload_removing_half_the_outputs_of_a_shared_socket_loses_nothing_on_the_ot
         assert_eq!(num(out, "send_errors"), 0, "{out}");
     }
 }
+
+#[test]
+fn an_output_source_address_is_carried_on_both_paths_beside_a_neighbour_without_one() {
+    let _s = serial();
+    for egress in ["packet", "udp"] {
+        let mut t = Topology::chain(1);
+        let outputs = [
+            output("239.9.9.1", 5101, ", source = \"192.0.2.77\""),
+            output("239.9.9.2", 5102, ""),
+        ];
+        let relay = t.start_relay(&format!("{}{}", header(&t, egress), flow_f(&outputs)));
+        let (mut dump, pcap) = common::capture(
+            &t.sinks[0],
+            &t.dir,
+            "down0",
+            "udp and dst portrange 5101-5102",
+            "source",
+        );
+        send(&t, 200, 2000);
+        common::wait_until("400 datagrams captured", || {
+            common::decode(&pcap, &[]).lines().count() >= 400
+        });
+        dump.terminate_quietly();
+        let text = common::decode(&pcap, &[]);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 400, "{egress}: {text}");
+        for line in lines {
+            let from = if line.contains("239.9.9.1.5101") {
+                "IP 192.0.2.77."
+            } else {
+                "IP 10.2.0.1."
+            };
+            assert!(line.contains(from), "{egress}: {line}");
+        }
+        let stats = t.stop_relay(relay);
+        for out in flow(&stats, "f")["outputs"].as_array().unwrap() {
+            assert_eq!(num(out, "packets"), 200, "{egress}: {out}");
+        }
+    }
+}

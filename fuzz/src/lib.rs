@@ -251,6 +251,16 @@ fn check_config(config: &Config) {
             assert!(output.group.is_multicast(), "output group {}", output.group);
             assert_ne!(output.port, 0, "output port");
             assert_ne!(output.ttl, 0, "output ttl");
+            assert!(output.dscp.is_none_or(|d| d < 64), "dscp {:?}", output.dscp);
+            if let Some(source) = output.source {
+                assert!(
+                    !source.is_multicast()
+                        && !source.is_unspecified()
+                        && !source.is_broadcast()
+                        && !source.is_loopback(),
+                    "output source {source} is not unicast"
+                );
+            }
             assert!(
                 outputs.insert((&output.interface, output.group, output.port)),
                 "flow {name:?} has the output {output} twice"

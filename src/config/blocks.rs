@@ -240,6 +240,7 @@ impl Shift for RawOutput {
             port,
             ttl,
             dscp,
+            source,
         } = self;
         RawOutput {
             interface: interface.shift(by),
@@ -247,6 +248,7 @@ impl Shift for RawOutput {
             port: port.shift(by),
             ttl: ttl.shift(by),
             dscp: dscp.shift(by),
+            source: source.shift(by),
         }
     }
 }

@@ -68,4 +68,5 @@ pub(super) struct RawOutput {
     pub port: Option<Spanned<i64>>,
     pub ttl: Option<Spanned<i64>>,
     pub dscp: Option<Spanned<i64>>,
+    pub source: Option<Spanned<String>>,
 }

@@ -148,6 +148,7 @@ fn demo_config_is_exactly_the_demo() {
             port: 5099,
             ttl: 8,
             dscp: None,
+            source: None,
         }],
     };
     assert_eq!(
@@ -449,6 +450,7 @@ fn input_and_output_display() {
         port: 5099,
         ttl: 1,
         dscp: None,
+        source: None,
     };
     assert_eq!(output.to_string(), "239.9.9.9:5099 on eth1 ttl 1");
     let marked = Output {
@@ -456,6 +458,14 @@ fn input_and_output_display() {
         ..output
     };
     assert_eq!(marked.to_string(), "239.9.9.9:5099 on eth1 ttl 1 dscp 46");
+    let sourced = Output {
+        source: Some(Ipv4Addr::new(192, 0, 2, 10)),
+        ..marked
+    };
+    assert_eq!(
+        sourced.to_string(),
+        "239.9.9.9:5099 on eth1 ttl 1 dscp 46 from 192.0.2.10"
+    );
 }
 
 #[test]
@@ -550,6 +560,33 @@ fn dscp_is_per_output_and_bounded() {
         assert!(
             err.starts_with("t.toml:4:") && err.contains("dscp") && err.contains("0 to 63"),
             "{err}"
+        );
+    }
+}
+
+#[test]
+fn an_output_source_is_a_unicast_address() {
+    let flow = |source: &str| {
+        format!("[[flow]]\nname = \"a\"\ninput = {{ interface = \"eth0\", group = \"239.1.1.1\", port = 5001 }}\noutputs = [ {{ interface = \"eth1\", group = \"239.9.9.9\", port = 5099{source} }} ]\n")
+    };
+    let config = Config::parse(&flow(", source = \"192.0.2.10\""), Path::new("t.toml")).unwrap();
+    assert_eq!(
+        config.flows[0].outputs[0].source,
+        Some(Ipv4Addr::new(192, 0, 2, 10))
+    );
+    for (bad, what) in [
+        ("239.1.1.1", "multicast"),
+        ("0.0.0.0", "unspecified"),
+        ("255.255.255.255", "broadcast"),
+        ("127.0.0.1", "loopback"),
+        ("nope", "source"),
+    ] {
+        let err = Config::parse(&flow(&format!(", source = \"{bad}\"")), Path::new("t.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("t.toml:4:") && err.contains(what),
+            "{bad}: {err}"
         );
     }
 }

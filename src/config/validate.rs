@@ -572,12 +572,17 @@ impl Validator<'_> {
             None => Some(None),
             Some(d) => self.dscp(d).map(Some),
         };
+        let source = match &raw.source {
+            None => Some(None),
+            Some(s) => self.output_source(s).map(Some),
+        };
         Some(Output {
             interface: interface?,
             group: group?,
             port: port?,
             ttl: ttl?,
             dscp: dscp?,
+            source: source?,
         })
     }
 
@@ -644,6 +649,27 @@ impl Validator<'_> {
         self.error(
             raw.span(),
             format!("source {source} is {problem}; set source to the unicast address of the sender (source-specific multicast), or remove it to accept any sender"),
+        );
+        None
+    }
+
+    /// An output's `source`: a unicast address that is not loopback.
+    fn output_source(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
+        let source = self.ipv4(raw, "source", "a unicast address such as \"192.0.2.10\"")?;
+        let problem = if source.is_multicast() {
+            "a multicast address"
+        } else if source.is_unspecified() {
+            "the unspecified address"
+        } else if source.is_broadcast() {
+            "the broadcast address"
+        } else if source.is_loopback() {
+            "a loopback address"
+        } else {
+            return Some(source);
+        };
+        self.error(
+            raw.span(),
+            format!("output source {source} is {problem}, which receivers drop; set the unicast address this output's datagrams should come from (e.g. the relay's address on the receivers' segment), or remove it to use the interface's own"),
         );
         None
     }

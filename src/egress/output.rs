@@ -75,13 +75,22 @@ pub struct InterfaceSockets {
     /// The facts the sockets were opened for; a table reuses them only while these hold.
     link: LinkFacts,
     mode: EgressMode,
+    /// The source address the sockets were bound to (`None`: the interface's own).
+    bound: Option<Ipv4Addr>,
 }
 
 impl InterfaceSockets {
-    /// Opens the sockets for the interface `link` describes. With [`EgressMode::Packet`] on an
+    /// Opens the sockets for the interface `link` describes, sending from `source` (bound
+    /// with `IP_TRANSPARENT`, so it need not be an address of this host) or, with `None`, from
+    /// the address the kernel picks on the interface. With [`EgressMode::Packet`] on an
     /// interface that is not Ethernet, only the UDP socket is opened (logged at debug level).
-    pub fn open(name: &str, link: &LinkFacts, mode: EgressMode) -> io::Result<InterfaceSockets> {
-        let (udp, src) = open_udp(name, link.ifindex)?;
+    pub fn open(
+        name: &str,
+        link: &LinkFacts,
+        mode: EgressMode,
+        source: Option<Ipv4Addr>,
+    ) -> io::Result<InterfaceSockets> {
+        let (udp, src) = open_udp(name, link.ifindex, source)?;
         let packet = match mode {
             EgressMode::Packet if link.link_type == sys::ARPHRD_ETHER => {
                 Some(open_packet(name, link.ifindex)?)
@@ -101,6 +110,7 @@ impl InterfaceSockets {
             src,
             link: link.clone(),
             mode,
+            bound: source,
         })
     }
 
@@ -115,12 +125,14 @@ impl InterfaceSockets {
             src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
             link: link.clone(),
             mode,
+            bound: None,
         })
     }
 
-    /// Whether these sockets serve an interface as `link` describes it, in `mode`.
-    pub fn serves(&self, link: &LinkFacts, mode: EgressMode) -> bool {
-        self.link == *link && self.mode == mode
+    /// Whether these sockets serve an interface as `link` describes it, in `mode`, from
+    /// `source`.
+    pub fn serves(&self, link: &LinkFacts, mode: EgressMode, source: Option<Ipv4Addr>) -> bool {
+        self.link == *link && self.mode == mode && self.bound == source
     }
 
     /// The egress mode the sockets were opened for.
@@ -193,10 +205,23 @@ impl OutputPath {
     }
 }
 
-/// The interface's UDP socket, connected to [`PROBE`] out of it, and its own address.
-fn open_udp(name: &str, ifindex: u32) -> io::Result<(OwnedFd, SocketAddrV4)> {
+/// The interface's UDP socket, bound to `source` if given, connected to [`PROBE`] out of it,
+/// and its own address.
+fn open_udp(
+    name: &str,
+    ifindex: u32,
+    source: Option<Ipv4Addr>,
+) -> io::Result<(OwnedFd, SocketAddrV4)> {
     use socket2::{Domain, Socket, Type};
     let socket = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
+    if let Some(source) = source {
+        // Not necessarily an address of this host: the point is to send as the receivers'
+        // side expects. IP_TRANSPARENT (CAP_NET_RAW, which mcr keeps) both allows the bind
+        // and lets the route lookup accept the foreign source (FLOWI_FLAG_ANYSRC), which
+        // IP_FREEBIND alone does not: connect() then fails with ENETUNREACH.
+        sys::setsockopt(socket.as_fd(), libc::SOL_IP, libc::IP_TRANSPARENT, &1i32)?;
+        socket.bind(&SocketAddrV4::new(source, 0).into())?;
+    }
     sys::set_multicast_if(socket.as_fd(), ifindex)?;
     socket.set_multicast_loop_v4(false)?;
     socket.set_multicast_all_v4(false)?;
