@@ -77,7 +77,9 @@ impl Waiting {
         match self {
             Waiting::Missing => "interface missing".into(),
             Waiting::Down => "interface down".into(),
-            Waiting::NoAddress => "no IPv4 address on the interface; add one".into(),
+            Waiting::NoAddress => {
+                "no IPv4 address on the interface; add one, or set the output's source".into()
+            }
             Waiting::Unreachable(e) => format!("cannot open: {e}"),
         }
     }

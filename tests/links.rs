@@ -152,7 +152,8 @@ fn an_output_recreated_or_readdressed_sends_with_fresh_headers() {
     });
     let out = flow(&t.control_json("stats"), "a")["outputs"][0].clone();
     assert_eq!(
-        out["state"], "waiting: no IPv4 address on the interface; add one",
+        out["state"],
+        "waiting: no IPv4 address on the interface; add one, or set the output's source",
         "{out}"
     );
     t.relay.ip(&["addr", "add", "10.2.0.9/24", "dev", "out0"]);
