@@ -204,7 +204,6 @@ impl Relay {
                 rings.push((ifindex, spec, opened));
             }
         }
-        self.ring_budget = budget;
         let mut joined = Vec::new();
         for change in &changes {
             if let Change::Join(m) = *change {
@@ -223,6 +222,9 @@ impl Relay {
                 joined.push(m);
             }
         }
+        // Committed: nothing below can fail, so the budget the new rings were sized by is now
+        // the one in force.
+        self.ring_budget = budget;
         for (ifindex, spec, per_worker) in rings {
             self.rings.insert(ifindex, spec);
             for (worker, ring) in self.workers.iter().zip(per_worker) {
