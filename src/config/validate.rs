@@ -637,13 +637,7 @@ impl Validator<'_> {
             "source",
             "the sender's unicast address such as \"10.0.0.5\"",
         )?;
-        let problem = if source.is_multicast() {
-            "a multicast address"
-        } else if source.is_unspecified() {
-            "the unspecified address"
-        } else if source.is_broadcast() {
-            "the broadcast address"
-        } else {
+        let Some(problem) = not_unicast(source) else {
             return Some(source);
         };
         self.error(
@@ -656,15 +650,8 @@ impl Validator<'_> {
     /// An output's `source`: a unicast address that is not loopback.
     fn output_source(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
         let source = self.ipv4(raw, "source", "a unicast address such as \"192.0.2.10\"")?;
-        let problem = if source.is_multicast() {
-            "a multicast address"
-        } else if source.is_unspecified() {
-            "the unspecified address"
-        } else if source.is_broadcast() {
-            "the broadcast address"
-        } else if source.is_loopback() {
-            "a loopback address"
-        } else {
+        let problem = not_unicast(source).or(source.is_loopback().then_some("a loopback address"));
+        let Some(problem) = problem else {
             return Some(source);
         };
         self.error(
@@ -732,6 +719,19 @@ impl Validator<'_> {
             );
         }
         ttl
+    }
+}
+
+/// Why `addr` cannot be a unicast source (multicast, unspecified or broadcast), if it cannot.
+fn not_unicast(addr: Ipv4Addr) -> Option<&'static str> {
+    if addr.is_multicast() {
+        Some("a multicast address")
+    } else if addr.is_unspecified() {
+        Some("the unspecified address")
+    } else if addr.is_broadcast() {
+        Some("the broadcast address")
+    } else {
+        None
     }
 }
 
