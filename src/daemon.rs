@@ -547,13 +547,14 @@ struct Services {
     _control: Option<control::Server>,
 }
 
-impl Services {
-    /// Follows the config path's symlink chain again, in case a change re-pointed a link.
-    fn refresh_watch(&mut self) {
-        if let Some(w) = &mut self.watch {
-            w.refresh();
-        }
+/// A reload by any trigger (watch, SIGHUP, `mcr reload`): the file watch first follows the
+/// config path's symlink chain again, in case a change re-pointed a link, so the next change
+/// is seen wherever the chain now leads.
+fn reload(state: &mut State, relay: &mut Relay, services: &mut Services) -> ReloadOutcome {
+    if let Some(w) = &mut services.watch {
+        w.refresh();
     }
+    state.reload(relay)
 }
 
 fn start_services(
@@ -645,8 +646,7 @@ fn serve(
         match inbox.recv_timeout(timeout) {
             Ok(Event::Signal(SIGHUP)) => {
                 log::info!("SIGHUP: reloading {}", opts.config.display());
-                services.refresh_watch();
-                state.reload(relay);
+                reload(state, relay, services);
             }
             Ok(Event::Signal(s)) => {
                 log::info!("signal {s}: shutting down");
@@ -663,7 +663,6 @@ fn serve(
                 return Err(e);
             }
             Ok(Event::FileChanged) => {
-                services.refresh_watch();
                 timers
                     .reload
                     .get_or_insert_with(|| Instant::now() + DEBOUNCE);
@@ -677,10 +676,7 @@ fn serve(
                 let reply = match call.command {
                     Command::Stats => Reply::Stats(state.stats(relay)),
                     Command::Status => Reply::Status(Box::new(state.status(relay))),
-                    Command::Reload => {
-                        services.refresh_watch();
-                        Reply::Reload(state.reload(relay))
-                    }
+                    Command::Reload => Reply::Reload(reload(state, relay, services)),
                 };
                 let _ = call.reply.send(reply);
             }
@@ -696,8 +692,7 @@ fn serve(
         }
         if timers.reload.is_some_and(|t| t <= now) {
             timers.reload = None;
-            services.refresh_watch();
-            state.reload(relay);
+            reload(state, relay, services);
         }
         // A reload by any path may have turned the periodic stats line on or off.
         if timers.stats_tick.is_some() != state.stats_interval.is_some() {

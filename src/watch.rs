@@ -6,7 +6,7 @@
 //! `..data` over the old one) and as release tools do (`current -> releases/N`). A change to
 //! any link on the way is a change of the file, so every link of the chain and the file at its
 //! end are watched, each through its directory (so replace-by-rename is seen). When the chain
-//! changes shape, [`ConfigWatch::refresh`] (called by the control thread on every change)
+//! changes shape, [`ConfigWatch::refresh`] (called by the control thread before every reload)
 //! watches the new one.
 
 use std::collections::BTreeSet;
