@@ -362,16 +362,7 @@ fn endpoints_stay_bounded_under_idle_slow_and_huge_clients_while_forwarding() {
             "150000",
         ],
     );
-    let gen = t.spawn_gen(&[
-        "--group",
-        "239.1.1.1",
-        "--port",
-        "5001",
-        "--count",
-        "150000",
-        "--rate",
-        "50000",
-    ]);
+    let gen = t.spawn_stream("239.1.1.1", 150000, 50000);
     for _ in 0..10 {
         let start = Instant::now();
         let status = t.control_json("status");

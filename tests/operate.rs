@@ -169,16 +169,7 @@ fn flow_health_goes_idle_active_idle_and_mcr_status_exit_code_follows() {
     assert!(out.contains("flows:          1 idle"), "{out}");
 
     // 4 s of traffic: active (exit 0) while it flows.
-    let gen = t.spawn_gen(&[
-        "--group",
-        "239.1.1.1",
-        "--port",
-        "5001",
-        "--count",
-        "4000",
-        "--rate",
-        "1000",
-    ]);
+    let gen = t.spawn_stream("239.1.1.1", 4000, 1000);
     let out = wait_status_code(&t, 0);
     assert!(out.contains("flows:          1 active"), "{out}");
     t.gen_report(gen);

@@ -64,16 +64,7 @@ fn twenty_reloads_by_rename_write_and_sighup_never_drop_an_unchanged_flow() {
             "200000",
         ],
     );
-    let gen_a = t.spawn_gen(&[
-        "--group",
-        "239.1.1.1",
-        "--port",
-        "5001",
-        "--count",
-        "200000",
-        "--rate",
-        "16000",
-    ]);
+    let gen_a = t.spawn_stream("239.1.1.1", 200000, 16000);
     let gen_b = t.spawn_gen(&[
         "--group",
         "239.1.1.2",
@@ -162,16 +153,7 @@ fn a_broken_config_is_rejected_with_its_position_and_the_old_table_keeps_forward
         0,
         &["--group", "239.9.9.1", "--port", "5099", "--count", "60000"],
     );
-    let gen = t.spawn_gen(&[
-        "--group",
-        "239.1.1.1",
-        "--port",
-        "5001",
-        "--count",
-        "60000",
-        "--rate",
-        "15000",
-    ]);
+    let gen = t.spawn_stream("239.1.1.1", 60000, 15000);
     let path = t.config_path().display().to_string();
 
     t.write_config_by_rename(&format!("{HEADER}{FLOW_A}[[flow]\nname = \"b\"\n"));

@@ -149,16 +149,7 @@ fn a_reload_removing_half_the_outputs_of_a_shared_socket_loses_nothing_on_the_ot
         .map(|&(g, p)| t.start_sink(0, &["--group", g, "--port", p, "--count", "20000"]))
         .collect();
     // 20,000 packets at 5,000 pps: four seconds, with the reload in the middle.
-    let gen = t.spawn_gen(&[
-        "--group",
-        "239.1.1.1",
-        "--port",
-        "5001",
-        "--count",
-        "20000",
-        "--rate",
-        "5000",
-    ]);
+    let gen = t.spawn_stream("239.1.1.1", 20000, 5000);
     common::wait_until("the stream under way", || {
         num(flow(&t.control_json("stats"), "f"), "packets") >= 2000
     });

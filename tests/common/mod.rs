@@ -393,6 +393,15 @@ impl Topology {
         self.procs.len() - 1
     }
 
+    /// Starts, in the background, a paced stream of `count` packets at `rate` pps to
+    /// `group`:5001 from `up0` (the shape almost every test sends).
+    pub fn spawn_stream(&mut self, group: &str, count: u64, rate: u64) -> usize {
+        let (count, rate) = (count.to_string(), rate.to_string());
+        self.spawn_gen(&[
+            "--group", group, "--port", "5001", "--count", &count, "--rate", &rate,
+        ])
+    }
+
     pub fn gen_report(&mut self, index: usize) -> serde_json::Value {
         let out = self.procs[index].finish(Duration::from_secs(300));
         serde_json::from_str(out.trim()).unwrap_or_else(|e| panic!("gen output {out:?}: {e}"))
