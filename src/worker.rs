@@ -283,7 +283,7 @@ impl Loop {
             }
             flow.stats.add(d.payload.len(), now_ns);
             for (oi, out) in flow.outputs.iter().enumerate() {
-                // A waiting output (interface missing or down) has no socket.
+                // A waiting output (interface missing, down or without an address) has no socket.
                 let Some(path) = &out.path else { continue };
                 let route = path.route(d.payload.len());
                 let token = Token::new(fi, oi, d.payload.len()).0;
