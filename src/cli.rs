@@ -241,6 +241,7 @@ pub fn main() -> ExitCode {
                         crate::config::format_size(s.ring_bytes),
                         crate::config::format_size(s.ring_memory)
                     );
+                    println!("ingress drop:   {}", s.ingress_drop);
                     for (iface, n) in &s.groups {
                         println!("groups joined:  {n} on {iface}");
                     }

@@ -125,6 +125,10 @@ pub struct RelaySettings {
     pub loop_guard: Option<Duration>,
     /// Bytes all receive rings (one per worker per input interface) may use together.
     pub ring_memory: u64,
+    /// Whether relayed datagrams also go up the host's IP stack to local sockets (flows may
+    /// override it); `false` drops them at the input interface's ingress hook, after mcr's
+    /// ring has its copy (see `stackdrop`).
+    pub local_delivery: bool,
 }
 
 /// How outputs send (`[relay] egress`).
@@ -193,6 +197,7 @@ impl Default for RelaySettings {
             query_interval: DEFAULT_QUERY_INTERVAL,
             loop_guard: Some(DEFAULT_LOOP_GUARD),
             ring_memory: DEFAULT_RING_MEMORY,
+            local_delivery: false,
         }
     }
 }
@@ -205,6 +210,8 @@ pub struct Flow {
     pub idle_after: Option<Duration>,
     /// This flow's `loop_guard`, if it sets one (`Some(None)` = off); else `[relay]`'s.
     pub loop_guard: Option<Option<Duration>>,
+    /// This flow's `local_delivery`, if it sets one; else `[relay] local_delivery` applies.
+    pub local_delivery: Option<bool>,
     pub input: Input,
     pub outputs: Vec<Output>,
 }

@@ -83,6 +83,13 @@ pub struct Status {
     /// IGMP querier state per input interface: "querier", "other querier A.B.C.D", "off".
     #[serde(default)]
     pub queriers: std::collections::BTreeMap<String, String>,
+    /// The ingress drop that keeps relayed datagrams out of the IP stack: "on: …" or
+    /// "off: why".
+    #[serde(default)]
+    pub ingress_drop: String,
+    /// Keys (relayed flow matches) the ingress drop holds.
+    #[serde(default)]
+    pub ingress_drop_keys: usize,
 }
 
 impl Status {

@@ -19,6 +19,7 @@ use crate::links;
 use crate::membership::Limits;
 use crate::querier::Queriers;
 use crate::relay::Relay;
+use crate::stackdrop::{Drops, StackDrop};
 use crate::stats::Snapshot;
 use crate::table::interface_names;
 
@@ -105,6 +106,8 @@ struct State {
     queriers: Option<Queriers>,
     /// The `[[flow]]` blocks of the file read last, so a reload parses only what changed.
     parse_cache: crate::config::ParseCache,
+    /// The nftables table that keeps relayed datagrams out of the IP stack.
+    stack_drop: StackDrop,
 }
 
 impl State {
@@ -143,6 +146,8 @@ impl State {
         if let Some(q) = &self.queriers {
             status.queriers = q.describe(Instant::now());
         }
+        status.ingress_drop = self.stack_drop.describe();
+        status.ingress_drop_keys = self.stack_drop.keys();
         status
     }
 
@@ -297,6 +302,7 @@ impl State {
                 self.stats_interval = config.relay.stats_interval;
                 self.config = config;
                 self.sync_queriers(relay);
+                self.sync_stack_drop(relay);
                 ReloadOutcome::Applied {
                     summary: summary.to_string(),
                 }
@@ -319,6 +325,13 @@ impl State {
         q.sync(&inputs, Instant::now());
     }
 
+    /// Makes the ingress drop match the running table: right after every change of it, in
+    /// the same control-thread step, so no drop outlives the flow it was for.
+    fn sync_stack_drop(&mut self, relay: &Relay) {
+        let want = Drops::of(&relay.table(), self.config.relay.local_delivery);
+        self.stack_drop.sync(want);
+    }
+
     /// Re-reads every interface the running config names and, if anything the table depends
     /// on changed, recompiles the same config against them (same all-or-nothing rules as a
     /// reload). Returns false when the change could not be applied and should be retried.
@@ -334,6 +347,7 @@ impl State {
             Ok(summary) => {
                 log::info!("interfaces changed: {summary}");
                 self.sync_queriers(relay);
+                self.sync_stack_drop(relay);
                 log_waiting(&before, &relay.table().missing());
                 let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&ready_status(relay))]);
                 true
@@ -397,6 +411,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         // Before the first thread: threads inherit the bounding set of their creator.
         crate::privilege::cut_bounding_set()?;
     }
+    // Before the first thread too, so none holds CAP_NET_ADMIN effective: only the control
+    // thread raises it, around an nftables transaction.
+    crate::privilege::lower_net_admin();
     let (events, inbox) = mpsc::channel();
     let signal_handle = spawn_signals(events.clone())?;
     // Subscribe to link changes before the interfaces are first read, so none is missed.
@@ -441,7 +458,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
             relay.shutdown();
             return Err(e.into());
         }
-        log::info!("running as user {user} with CAP_NET_RAW only");
+        log::info!("running as user {user} with CAP_NET_RAW (and CAP_NET_ADMIN, permitted only)");
     }
     let table = relay.table();
     log::info!(
@@ -477,8 +494,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         states: HashMap::new(),
         queriers,
         parse_cache,
+        stack_drop: StackDrop::new(),
     };
     state.sync_queriers(&relay);
+    state.sync_stack_drop(&relay);
     let ended = serve(&mut state, &mut relay, &mut services, &inbox, opts);
     drop(services);
     if let Err(e) = &ended {

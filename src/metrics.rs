@@ -161,6 +161,13 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         "Multicast groups joined per input interface",
         groups,
     );
+    let drop_keys = Gauge::<i64>::default();
+    drop_keys.set(status.ingress_drop_keys as i64);
+    r.register(
+        "ingress_drop_keys",
+        "Relayed flow matches the nftables ingress drop keeps out of the host's IP stack (0: the drop is off, see mcr status)",
+        drop_keys,
+    );
     let uptime = Gauge::<f64, std::sync::atomic::AtomicU64>::default();
     uptime.set(status.uptime_seconds);
     r.register("uptime_seconds", "Seconds since mcr started", uptime);

@@ -3,9 +3,12 @@
 //! capabilities that later reloads need.
 //!
 //! Kept, on the control thread only (capabilities are per thread; the control thread is the
-//! one that opens rings and sockets on reload): `CAP_NET_RAW`, for the `AF_PACKET` sockets
-//! of new input interfaces. Nothing else is needed — joining groups takes no capability —
-//! and the end-to-end tests prove forwarding and a reload that adds an interface with it.
+//! one that opens rings and sockets on reload): `CAP_NET_RAW`, effective, for the
+//! `AF_PACKET` sockets of new input interfaces; and `CAP_NET_ADMIN`, permitted but not
+//! effective, raised by [`with_net_admin`] only around the nftables transaction of the
+//! ingress drop (`stackdrop`) and `SO_SNDBUFFORCE` on new sockets. Nothing else is needed —
+//! joining groups takes no capability — and the end-to-end tests prove forwarding, the drop
+//! and a reload that adds an interface with them.
 //!
 //! Every other thread loses all capabilities with the switch (the kernel clears them when
 //! the uid leaves 0 and keep-caps is off, which it is on threads other than this one). The
@@ -34,7 +37,41 @@ pub enum PrivilegeError {
 
 /// The capabilities a dropped relay keeps.
 pub fn kept() -> CapsHashSet {
+    [Capability::CAP_NET_RAW, Capability::CAP_NET_ADMIN]
+        .into_iter()
+        .collect()
+}
+
+/// The kept capabilities that stay effective; `CAP_NET_ADMIN` is only permitted, raised by
+/// [`with_net_admin`] for the moment it is needed.
+fn effective() -> CapsHashSet {
     [Capability::CAP_NET_RAW].into_iter().collect()
+}
+
+/// Takes `CAP_NET_ADMIN` out of the calling thread's effective set, keeping it permitted.
+/// `mcr run` calls this before it starts any thread, so no thread holds it effective until
+/// [`with_net_admin`] raises it.
+pub fn lower_net_admin() {
+    if let Err(e) = caps::drop(None, CapSet::Effective, Capability::CAP_NET_ADMIN) {
+        log::debug!("lowering CAP_NET_ADMIN: {e}");
+    }
+}
+
+/// Runs `f` with `CAP_NET_ADMIN` effective on the calling thread if it is permitted, and
+/// lowers it again after: programming nf_tables and forcing socket buffers past the sysctl
+/// limits need it, and netlink checks the capability of the task that sends each message,
+/// not only of the one that opened the socket. Without it `f` runs all the same (and gets
+/// `EPERM` where it matters).
+pub fn with_net_admin<T>(f: impl FnOnce() -> T) -> T {
+    let cap = Capability::CAP_NET_ADMIN;
+    let raised = !caps::has_cap(None, CapSet::Effective, cap).unwrap_or(true)
+        && caps::has_cap(None, CapSet::Permitted, cap).unwrap_or(false)
+        && caps::raise(None, CapSet::Effective, cap).is_ok();
+    let out = f();
+    if raised {
+        let _ = caps::drop(None, CapSet::Effective, cap);
+    }
+    out
 }
 
 /// Cuts the bounding set of the calling thread to [`kept`]. The bounding set is per thread
@@ -99,7 +136,7 @@ pub fn drop_to(user: &str) -> Result<(), PrivilegeError> {
     caps::set(None, CapSet::Permitted, &kept())
         .map_err(caps_err)
         .map_err(fail("permitted set"))?;
-    caps::set(None, CapSet::Effective, &kept())
+    caps::set(None, CapSet::Effective, &effective())
         .map_err(caps_err)
         .map_err(fail("effective set"))?;
     caps::clear(None, CapSet::Inheritable)

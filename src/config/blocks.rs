@@ -204,6 +204,7 @@ impl Shift for RawFlow {
             outputs,
             idle_after,
             loop_guard,
+            local_delivery,
         } = self;
         RawFlow {
             name: name.shift(by),
@@ -211,6 +212,7 @@ impl Shift for RawFlow {
             outputs: outputs.shift(by),
             idle_after: idle_after.shift(by),
             loop_guard: loop_guard.shift(by),
+            local_delivery,
         }
     }
 }

@@ -39,6 +39,7 @@ pub(super) struct RawRelay {
     pub query_interval: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,
     pub ring_memory: Option<Spanned<String>>,
+    pub local_delivery: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -49,6 +50,7 @@ pub(super) struct RawFlow {
     pub outputs: Option<Spanned<Vec<Spanned<RawOutput>>>>,
     pub idle_after: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,
+    pub local_delivery: Option<bool>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -136,6 +136,7 @@ fn demo_config_is_exactly_the_demo() {
         name: name.to_string(),
         idle_after: None,
         loop_guard: None,
+        local_delivery: None,
         input: Input {
             interface: ifname("mcr-in"),
             group: Ipv4Addr::from(input),
@@ -201,7 +202,7 @@ fn relay_settings_are_read() {
         "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
          control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
          egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n\
-         loop_guard = \"off\"\nring_memory = \"1GiB\"\n",
+         loop_guard = \"off\"\nring_memory = \"1GiB\"\nlocal_delivery = true\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -219,6 +220,7 @@ fn relay_settings_are_read() {
             query_interval: Duration::from_secs(30),
             loop_guard: None,
             ring_memory: 1 << 30,
+            local_delivery: true,
         }
     );
     assert_eq!(
@@ -589,4 +591,24 @@ fn an_output_source_is_a_unicast_address() {
             "{bad}: {err}"
         );
     }
+}
+
+#[test]
+fn local_delivery_is_off_by_default_and_a_flow_may_turn_it_on() {
+    let config = parse(
+        "[[flow]]\nname = \"a\"\nlocal_delivery = true\n\
+         input = { interface = \"eth0\", group = \"239.1.1.1\", port = 5000 }\n\
+         outputs = [ { interface = \"eth1\", group = \"239.2.2.2\", port = 5000 } ]\n\
+         [[flow]]\nname = \"b\"\n\
+         input = { interface = \"eth0\", group = \"239.1.1.2\", port = 5000 }\n\
+         outputs = [ { interface = \"eth1\", group = \"239.2.2.3\", port = 5000 } ]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(!config.relay.local_delivery);
+    assert_eq!(config.flows[0].local_delivery, Some(true));
+    assert_eq!(config.flows[1].local_delivery, None);
+    let e = parse("[relay]\nlocal_delivery = \"yes\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("test.toml:2:18") && e.contains("boolean"), "{e}");
 }

@@ -266,6 +266,7 @@ impl Validator<'_> {
             workers,
             stats_interval,
             watch: raw.watch.unwrap_or(defaults.watch),
+            local_delivery: raw.local_delivery.unwrap_or(defaults.local_delivery),
             control_socket,
             metrics,
             user,
@@ -406,6 +407,7 @@ impl Validator<'_> {
         Some(Flow {
             idle_after,
             loop_guard,
+            local_delivery: raw.local_delivery,
             name: name?.0,
             input: input?.0,
             outputs: outputs?,

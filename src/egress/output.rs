@@ -236,7 +236,9 @@ fn open_udp(
 
 fn set_sndbuf(fd: std::os::fd::BorrowedFd<'_>, name: &str) {
     let size = SNDBUF as libc::c_int;
-    let forced = sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &size);
+    let forced = crate::privilege::with_net_admin(|| {
+        sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUFFORCE, &size)
+    });
     if forced.is_err() && sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_SNDBUF, &size).is_err() {
         // Not fatal: the kernel default still works, with less burst headroom.
         log::debug!("SO_SNDBUF {SNDBUF} refused on output interface {name}");

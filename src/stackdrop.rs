@@ -1,0 +1,372 @@
+//! Keeping relayed datagrams out of the host's IP stack.
+//!
+//! The helper sockets' memberships make the kernel accept every relayed group, so each
+//! datagram mcr relays is also walked up the IP stack to UDP demultiplexing, only to be
+//! dropped there for want of a socket: about a microsecond of softirq work per packet, more
+//! than mcr itself spends. mcr's receive rings are packet taps (`ETH_P_ALL`), which see a
+//! frame before the netdev ingress hook; a drop on that hook therefore costs mcr nothing
+//! and spares the stack the rest.
+//!
+//! So mcr owns one nftables table, `netdev mcr_<pid>`, with per input interface one ingress
+//! chain and two hash sets (any-source `group . port`, source-specific
+//! `source . group . port`), filled with exactly the relayed flows' keys:
+//!
+//! ```text
+//! table netdev mcr_1234 {
+//!     set asm_eth0 { type ipv4_addr . inet_service; elements = { 239.1.1.1 . 5001 } }
+//!     set ssm_eth0 { type ipv4_addr . ipv4_addr . inet_service; }
+//!     chain in_eth0 {
+//!         type filter hook ingress device "eth0" priority filter; policy accept;
+//!         ip daddr . udp dport @asm_eth0 counter drop
+//!         ip saddr . ip daddr . udp dport @ssm_eth0 counter drop
+//!     }
+//! }
+//! ```
+//!
+//! It sees only IPv4 UDP to a relayed (group, port) — and source, for a source-specific
+//! flow — on that flow's input interface: IGMP, other groups and ports, other interfaces and
+//! non-first fragments (which carry no UDP header) are never touched. A flow with
+//! `local_delivery = true` puts no key in for its (interface, group, port), so a local
+//! application still gets every datagram of that group and port.
+//!
+//! The table is owned by mcr's netlink socket (`NFT_TABLE_F_OWNER`): the kernel deletes it
+//! the moment that socket closes, so a relay that crashes or is killed leaves nothing
+//! behind. Every change — a reload, an interface that comes or goes — replaces the whole
+//! table in one nftables transaction, so a packet sees the old drops or the new ones, never
+//! a mix. A transaction that fails closes the socket (removing the table: no drop is
+//! better than a stale one) and the next change tries again on a fresh one. Where nf_tables
+//! or `CAP_NET_ADMIN` is missing, mcr says so once and relays as before.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::Ipv4Addr;
+
+use crate::config::IfName;
+use crate::nft::{self, Base, Batch, Expr, Meta, FAMILY_NETDEV};
+use crate::table::Table;
+
+/// The drops one table needs: per input interface, the relayed flows' keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Drops {
+    interfaces: BTreeMap<IfName, Keys>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Keys {
+    /// The interface the chain is bound to; a new index (the interface was re-created)
+    /// means a new chain.
+    ifindex: u32,
+    /// `group . port`, each field padded to 4 bytes as nf_tables registers hold them.
+    any_source: BTreeSet<[u8; 8]>,
+    /// `source . group . port`.
+    source_specific: BTreeSet<[u8; 12]>,
+}
+
+impl Drops {
+    /// What `table` relays, less what must still reach local sockets: a flow's
+    /// `local_delivery` (else `default_local`) keeps every key of its (interface, group,
+    /// port) out, whichever flow on it asked.
+    pub fn of(table: &Table, default_local: bool) -> Drops {
+        let local: BTreeSet<(&IfName, Ipv4Addr, u16)> = table
+            .flows()
+            .iter()
+            .filter(|f| f.spec.local_delivery.unwrap_or(default_local))
+            .map(|f| {
+                (
+                    &f.spec.input.interface,
+                    f.spec.input.group,
+                    f.spec.input.port,
+                )
+            })
+            .collect();
+        let mut interfaces: BTreeMap<IfName, Keys> = BTreeMap::new();
+        for f in table.flows() {
+            let input = &f.spec.input;
+            let Some(ifindex) = f.ifindex else { continue };
+            if local.contains(&(&input.interface, input.group, input.port)) {
+                continue;
+            }
+            let keys = interfaces.entry(input.interface.clone()).or_default();
+            keys.ifindex = ifindex;
+            let (group, port) = (input.group.octets(), input.port.to_be_bytes());
+            match input.source {
+                None => {
+                    let mut k = [0u8; 8];
+                    k[..4].copy_from_slice(&group);
+                    k[4..6].copy_from_slice(&port);
+                    keys.any_source.insert(k);
+                }
+                Some(source) => {
+                    let mut k = [0u8; 12];
+                    k[..4].copy_from_slice(&source.octets());
+                    k[4..8].copy_from_slice(&group);
+                    k[8..10].copy_from_slice(&port);
+                    keys.source_specific.insert(k);
+                }
+            }
+        }
+        Drops { interfaces }
+    }
+
+    /// Keys in all (one per relayed flow key).
+    pub fn keys(&self) -> usize {
+        self.interfaces
+            .values()
+            .map(|k| k.any_source.len() + k.source_specific.len())
+            .sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.interfaces.is_empty()
+    }
+
+    /// Writes the table `name` holding these drops into `batch`.
+    fn build(&self, batch: &mut Batch, name: &str) {
+        let f = FAMILY_NETDEV;
+        batch.new_table(f, name);
+        let addr_port = nft::concat_type(&[nft::TYPE_IPV4_ADDR, nft::TYPE_INET_SERVICE]);
+        let src_addr_port = nft::concat_type(&[
+            nft::TYPE_IPV4_ADDR,
+            nft::TYPE_IPV4_ADDR,
+            nft::TYPE_INET_SERVICE,
+        ]);
+        for (ifname, keys) in &self.interfaces {
+            let (chain, asm, ssm) = names(ifname);
+            batch.new_set(f, name, &asm, addr_port, 8);
+            batch.new_set(f, name, &ssm, src_addr_port, 12);
+            batch.add_elements(f, name, &asm, keys.any_source.iter().map(|k| &k[..]));
+            batch.add_elements(f, name, &ssm, keys.source_specific.iter().map(|k| &k[..]));
+            batch.new_ingress_chain(f, name, &chain, ifname.as_str());
+            batch.add_rule(f, name, &chain, &rule(&asm, false));
+            batch.add_rule(f, name, &chain, &rule(&ssm, true));
+        }
+    }
+}
+
+/// Chain and set names for an interface.
+fn names(ifname: &IfName) -> (String, String, String) {
+    (
+        format!("in_{ifname}"),
+        format!("asm_{ifname}"),
+        format!("ssm_{ifname}"),
+    )
+}
+
+const ETHERTYPE_IPV4: [u8; 2] = 0x0800u16.to_be_bytes();
+const IPPROTO_UDP: [u8; 1] = [17];
+
+/// `meta protocol ip meta l4proto udp [ip saddr .] ip daddr . udp dport @set counter drop`.
+fn rule(set: &str, with_source: bool) -> Vec<Expr<'_>> {
+    let mut e = vec![
+        Expr::Meta {
+            key: Meta::Protocol,
+            dreg: nft::REG_1,
+        },
+        Expr::CmpEq {
+            sreg: nft::REG_1,
+            data: &ETHERTYPE_IPV4,
+        },
+        Expr::Meta {
+            key: Meta::L4Proto,
+            dreg: nft::REG_1,
+        },
+        Expr::CmpEq {
+            sreg: nft::REG_1,
+            data: &IPPROTO_UDP,
+        },
+    ];
+    let mut reg = 0;
+    let mut load = |base, offset, len| {
+        e.push(Expr::Payload {
+            base,
+            offset,
+            len,
+            dreg: Expr::reg32(reg),
+        });
+        reg += 1;
+    };
+    if with_source {
+        load(Base::Network, 12, 4); // ip saddr
+    }
+    load(Base::Network, 16, 4); // ip daddr
+    load(Base::Transport, 2, 2); // udp dport
+    e.push(Expr::Lookup {
+        set,
+        sreg: Expr::reg32(0),
+    });
+    e.push(Expr::Counter);
+    e.push(Expr::Drop);
+    e
+}
+
+/// The table in the kernel and the socket that owns it.
+pub struct StackDrop {
+    /// `mcr_<pid>`: one table per relay process, so relays sharing a namespace never meet.
+    name: String,
+    socket: Option<nft::Socket>,
+    /// What the kernel holds; `None`: no table.
+    installed: Option<Drops>,
+    /// Why the drop cannot be used at all (no nf_tables, no `CAP_NET_ADMIN`): said once.
+    unavailable: Option<String>,
+    /// The latest failure to apply, until a transaction goes through again.
+    failed: Option<String>,
+    seq: u32,
+}
+
+impl Default for StackDrop {
+    fn default() -> Self {
+        StackDrop::new()
+    }
+}
+
+impl StackDrop {
+    pub fn new() -> StackDrop {
+        StackDrop {
+            name: format!("mcr_{}", std::process::id()),
+            socket: None,
+            installed: None,
+            unavailable: None,
+            failed: None,
+            seq: 1,
+        }
+    }
+
+    /// The nftables table's name.
+    pub fn table_name(&self) -> &str {
+        &self.name
+    }
+
+    /// Makes the kernel's table hold exactly `want`, in one transaction; nothing is sent when
+    /// it already does.
+    pub fn sync(&mut self, want: Drops) {
+        if self.unavailable.is_some() {
+            return;
+        }
+        let unchanged = match &self.installed {
+            Some(have) => *have == want,
+            None => want.is_empty(),
+        };
+        if unchanged && self.failed.is_none() {
+            return;
+        }
+        let mut batch = Batch::new(self.seq);
+        if self.installed.is_some() {
+            batch.del_table(FAMILY_NETDEV, &self.name);
+        }
+        if !want.is_empty() {
+            want.build(&mut batch, &self.name);
+        }
+        let batch = batch.finish();
+        self.seq = batch.next_seq();
+        match self.send(&batch) {
+            Ok(()) => {
+                if self.installed.is_none() && !want.is_empty() {
+                    log::info!(
+                        "relayed datagrams are dropped before the IP stack (nftables table netdev {}): {} keys on {} interfaces",
+                        self.name,
+                        want.keys(),
+                        want.interfaces.len()
+                    );
+                }
+                self.failed = None;
+                self.installed = (!want.is_empty()).then_some(want);
+            }
+            Err(e) if self.installed.is_none() && is_unavailable(&e) => {
+                let why = format!(
+                    "{e}; relayed datagrams also go up the host's IP stack (give mcr CAP_NET_ADMIN and nf_tables to spare it)"
+                );
+                log::warn!("no ingress drop: {why}");
+                self.unavailable = Some(why);
+                self.socket = None;
+            }
+            Err(e) => {
+                log::error!(
+                    "ingress drop not updated: {e}; removed it (relayed datagrams go up the IP stack meanwhile), trying again at the next change"
+                );
+                // Closing the owning socket makes the kernel delete the table.
+                self.socket = None;
+                self.installed = None;
+                self.failed = Some(e.to_string());
+            }
+        }
+    }
+
+    /// Netlink checks `CAP_NET_ADMIN` twice for every message: in the credentials the
+    /// socket was opened with, and in the task sending it. So the socket is opened, and
+    /// every batch sent, with the capability raised.
+    fn send(&mut self, batch: &nft::Finished) -> Result<(), nft::NftError> {
+        let socket = &mut self.socket;
+        crate::privilege::with_net_admin(|| {
+            if socket.is_none() {
+                *socket = Some(nft::Socket::open()?);
+            }
+            let socket = socket.as_mut().expect("opened above");
+            socket.fit(batch.len());
+            socket.apply(batch)
+        })
+    }
+
+    /// One line for `mcr status`.
+    pub fn describe(&self) -> String {
+        if let Some(why) = &self.unavailable {
+            return format!("off: {why}");
+        }
+        if let Some(why) = &self.failed {
+            return format!("off: last update failed: {why}");
+        }
+        match &self.installed {
+            Some(d) => format!(
+                "on: {} keys on {} interfaces (nftables table netdev {})",
+                d.keys(),
+                d.interfaces.len(),
+                self.name
+            ),
+            None => "off: no relayed flow to drop (none, or all with local_delivery)".into(),
+        }
+    }
+
+    /// Keys the kernel holds now.
+    pub fn keys(&self) -> usize {
+        self.installed.as_ref().map_or(0, Drops::keys)
+    }
+}
+
+/// Errors that mean nf_tables cannot be used here at all, not that this change failed.
+fn is_unavailable(e: &nft::NftError) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(
+            libc::EPERM
+                | libc::EACCES
+                | libc::EPROTONOSUPPORT
+                | libc::EAFNOSUPPORT
+                | libc::EOPNOTSUPP
+        )
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_load_the_key_fields_into_consecutive_registers() {
+        let r = rule("asm_x", false);
+        let loads: Vec<(u32, u32, u32)> = r
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Payload {
+                    offset, len, dreg, ..
+                } => Some((*offset, *len, *dreg)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(loads, [(16, 4, 8), (2, 2, 9)]);
+        let r = rule("ssm_x", true);
+        let loads = r
+            .iter()
+            .filter(|e| matches!(e, Expr::Payload { .. }))
+            .count();
+        assert_eq!(loads, 3);
+        assert!(matches!(r.last(), Some(Expr::Drop)));
+    }
+}
