@@ -329,9 +329,11 @@ fn dropping_to_an_unprivileged_user_keeps_forwarding_and_live_interface_adds_wor
         .map(|u| u.parse().unwrap())
         .collect();
     assert!(uids.iter().all(|&u| u != 0), "still root: {uids:?}");
-    // CAP_NET_RAW (13) only.
+    // CAP_NET_RAW (13) effective; CAP_NET_ADMIN (12) permitted only, raised around the
+    // ingress drop's nftables transactions.
     assert_eq!(field("CapEff:"), "0000000000002000");
-    assert_eq!(field("CapBnd:"), "0000000000002000");
+    assert_eq!(field("CapPrm:"), "0000000000003000");
+    assert_eq!(field("CapBnd:"), "0000000000003000");
     // On every thread: the bounding set is per thread, and all of them were started as root.
     let tasks: Vec<String> = std::fs::read_dir(format!("/proc/{pid}/task"))
         .unwrap()
@@ -344,7 +346,7 @@ fn dropping_to_an_unprivileged_user_keeps_forwarding_and_live_interface_adds_wor
     );
     for task in &tasks {
         let cap_bnd = task.lines().find_map(|l| l.strip_prefix("CapBnd:"));
-        assert_eq!(cap_bnd.map(str::trim), Some("0000000000002000"), "{task}");
+        assert_eq!(cap_bnd.map(str::trim), Some("0000000000003000"), "{task}");
     }
     // The user's supplementary groups, as `id -G` lists them.
     let id = Command::new("id").args(["-G", "nobody"]).output().unwrap();
@@ -381,6 +383,10 @@ fn dropping_to_an_unprivileged_user_keeps_forwarding_and_live_interface_adds_wor
     t.write_config_by_rename(&format!("{base}{}{}", flow_a(), common::FLOW_C_ON_IN1));
     t.wait_log(relay, "reloaded: generation 2", 1);
     common::check_flow_c(&mut t);
+    // The ingress drop followed, as user nobody: CAP_NET_ADMIN is raised when needed.
+    let status = t.control_json("status");
+    let drop = status["ingress_drop"].as_str().unwrap();
+    assert!(drop.starts_with("on: 2 keys on 2 interfaces"), "{drop}");
     let stats = t.stop_relay(relay);
     assert_eq!(num(flow(&stats, "c"), "packets"), 2000);
 }

@@ -310,7 +310,25 @@ impl Topology {
 
     /// Starts `mcr run -c path` (the caller wrote the config there) and waits until ready.
     pub fn start_relay_at(&mut self, path: &Path, env: &[(&str, &str)]) -> usize {
-        let mut cmd = self.relay.command(MCR);
+        self.start_relay_via(&[], path, env)
+    }
+
+    /// [`Topology::start_relay_at`] through `wrapper` (a program and its arguments that
+    /// executes the rest of its command line, e.g. `setpriv …`), inside the namespace.
+    pub fn start_relay_via(
+        &mut self,
+        wrapper: &[&str],
+        path: &Path,
+        env: &[(&str, &str)],
+    ) -> usize {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = self.relay.command(program);
+                c.args(args).arg(MCR);
+                c
+            }
+            None => self.relay.command(MCR),
+        };
         cmd.args(["run", "-c"])
             .arg(path)
             .arg("--stats-json")
