@@ -248,6 +248,10 @@ impl StackDrop {
         if unchanged && self.failed.is_none() {
             return;
         }
+        if self.installed.is_none() && want.is_empty() {
+            self.failed = None;
+            return;
+        }
         let mut batch = Batch::new(self.seq);
         if self.installed.is_some() {
             batch.del_table(FAMILY_NETDEV, &self.name);
