@@ -351,6 +351,102 @@ fn is_unavailable(e: &nft::NftError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::table::test_support::{compile, FakeEnv};
+
+    fn drops(src: &str, default_local: bool) -> Vec<(String, Vec<String>)> {
+        let table = compile(src, &mut FakeEnv::default(), None);
+        let d = Drops::of(&table, default_local);
+        d.interfaces
+            .iter()
+            .map(|(name, k)| {
+                let mut keys: Vec<String> = k
+                    .any_source
+                    .iter()
+                    .map(|k| {
+                        let port = u16::from_be_bytes([k[4], k[5]]);
+                        format!("{}.{}.{}.{} . {port}", k[0], k[1], k[2], k[3])
+                    })
+                    .collect();
+                keys.extend(k.source_specific.iter().map(|k| {
+                    let port = u16::from_be_bytes([k[8], k[9]]);
+                    format!(
+                        "{}.{}.{}.{} . {}.{}.{}.{} . {port}",
+                        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]
+                    )
+                }));
+                (format!("{name}@{}", k.ifindex), keys)
+            })
+            .collect()
+    }
+
+    fn flow(name: &str, input: &str, extra: &str) -> String {
+        format!(
+            "[[flow]]\nname = \"{name}\"\n{extra}\ninput = {{ {input} }}\noutputs = [ {{ interface = \"eth9\", group = \"239.9.9.9\", port = 9 }} ]\n"
+        )
+    }
+
+    #[test]
+    fn keys_are_the_relayed_flows_and_local_delivery_frees_a_whole_group_and_port() {
+        let src = [
+            flow(
+                "a",
+                r#"interface = "eth0", group = "239.1.1.1", port = 5001"#,
+                "",
+            ),
+            flow(
+                "b",
+                r#"interface = "eth0", group = "239.1.1.2", port = 5001, source = "10.0.0.5""#,
+                "",
+            ),
+            // Shares b's group and port with local delivery: b's key goes too.
+            flow(
+                "c",
+                r#"interface = "eth0", group = "239.1.1.2", port = 5001"#,
+                "local_delivery = true",
+            ),
+            flow(
+                "d",
+                r#"interface = "eth1", group = "239.1.1.1", port = 5001"#,
+                "",
+            ),
+            // Its interface does not exist: no chain for it.
+            flow(
+                "e",
+                r#"interface = "wlan7", group = "239.1.1.1", port = 5001"#,
+                "",
+            ),
+        ]
+        .concat();
+        assert_eq!(
+            drops(&src, false),
+            [
+                ("eth0@1".to_string(), vec!["239.1.1.1 . 5001".to_string()]),
+                ("eth1@2".to_string(), vec!["239.1.1.1 . 5001".to_string()]),
+            ]
+        );
+        // `[relay] local_delivery = true`: only flows that say false are dropped.
+        let src = [
+            flow(
+                "a",
+                r#"interface = "eth0", group = "239.1.1.1", port = 5001"#,
+                "",
+            ),
+            flow(
+                "b",
+                r#"interface = "eth0", group = "239.1.1.2", port = 5001, source = "10.0.0.5""#,
+                "local_delivery = false",
+            ),
+        ]
+        .concat();
+        assert_eq!(
+            drops(&src, true),
+            [(
+                "eth0@1".to_string(),
+                vec!["10.0.0.5 . 239.1.1.2 . 5001".to_string()]
+            )]
+        );
+        assert!(drops(&src[..0], false).is_empty());
+    }
 
     #[test]
     fn rules_load_the_key_fields_into_consecutive_registers() {

@@ -455,15 +455,17 @@ impl Table {
     }
 }
 
+/// Tables compiled from config text against made-up interfaces, for unit tests here and in
+/// modules that read tables.
 #[cfg(test)]
-mod tests {
+pub(crate) mod test_support {
     use super::*;
     use std::path::Path;
 
     /// Sockets are plain unconnected UDP sockets.
     #[derive(Default)]
-    struct FakeEnv {
-        opened: usize,
+    pub struct FakeEnv {
+        pub opened: usize,
     }
 
     impl Env for FakeEnv {
@@ -480,7 +482,7 @@ mod tests {
     }
 
     /// Interfaces `ethN` exist, up, with index N+1; other names do not exist.
-    fn links(config: &Config) -> LinkView {
+    pub fn links(config: &Config) -> LinkView {
         interface_names(config)
             .into_iter()
             .map(|name| {
@@ -501,15 +503,21 @@ mod tests {
             .collect()
     }
 
-    fn compile(src: &str, env: &mut FakeEnv, previous: Option<&Table>) -> Table {
+    pub fn compile(src: &str, env: &mut FakeEnv, previous: Option<&Table>) -> Table {
         let c = config(src);
         let generation = previous.map_or(1, |p| p.generation() + 1);
         Table::compile(&c, &links(&c), env, previous, generation).unwrap()
     }
 
-    fn config(src: &str) -> Config {
+    pub fn config(src: &str) -> Config {
         Config::parse(src, Path::new("test.toml")).expect("valid config")
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::test_support::*;
+    use super::*;
 
     const TWO_FLOWS: &str = r#"
         [[flow]]
