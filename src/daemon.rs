@@ -328,8 +328,13 @@ impl State {
     /// Makes the ingress drop match the running table: right after every change of it, in
     /// the same control-thread step, so no drop outlives the flow it was for.
     fn sync_stack_drop(&mut self, relay: &Relay) {
+        let started = Instant::now();
         let want = Drops::of(&relay.table(), self.config.relay.local_delivery);
         self.stack_drop.sync(want);
+        log::debug!(
+            "ingress drop synced in {:.1} ms",
+            started.elapsed().as_secs_f64() * 1e3
+        );
     }
 
     /// Re-reads every interface the running config names and, if anything the table depends

@@ -261,6 +261,12 @@ impl StackDrop {
         }
         let batch = batch.finish();
         self.seq = batch.next_seq();
+        log::debug!(
+            "ingress drop: replacing table {} ({} keys, {} bytes of nftables batch)",
+            self.name,
+            want.keys(),
+            batch.len()
+        );
         match self.send(&batch) {
             Ok(()) => {
                 if self.installed.is_none() && !want.is_empty() {
