@@ -180,6 +180,18 @@ fn the_drop_holds_exactly_the_relayed_flows_follows_a_reload_and_dies_with_the_r
     let drop = status["ingress_drop"].as_str().unwrap();
     assert!(drop.starts_with("on: 2 keys on 1 interfaces"), "{drop}");
 
+    // A firewall reload (`nft flush ruleset`, as nftables.service does) leaves it alone, and
+    // no one else may delete it.
+    t.relay.exec(&["nft", "flush", "ruleset"]);
+    let denied = t
+        .relay
+        .command("nft")
+        .args(["delete", "table", "netdev", &format!("mcr_{pid}")])
+        .output()
+        .unwrap();
+    assert!(!denied.status.success());
+    assert_eq!(tables(&t.relay), [format!("netdev mcr_{pid}")]);
+
     // Every datagram of flow a is relayed, and the relay host's UDP stack sees none of them.
     let ignored = udp_ignored_multi(&t.relay);
     check_stream(&mut t, "up0", "239.1.1.1", "239.9.9.1", 1000);
