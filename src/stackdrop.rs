@@ -385,42 +385,28 @@ mod tests {
             .collect()
     }
 
-    fn flow(name: &str, input: &str, extra: &str) -> String {
+    /// A flow from `group`:5001 (from `source`, if given) on `interface`.
+    fn flow(name: &str, interface: &str, group: &str, source: &str, extra: &str) -> String {
+        let source = if source.is_empty() {
+            String::new()
+        } else {
+            format!(", source = \"{source}\"")
+        };
         format!(
-            "[[flow]]\nname = \"{name}\"\n{extra}\ninput = {{ {input} }}\noutputs = [ {{ interface = \"eth9\", group = \"239.9.9.9\", port = 9 }} ]\n"
+            "[[flow]]\nname = \"{name}\"\n{extra}\ninput = {{ interface = \"{interface}\", group = \"{group}\", port = 5001{source} }}\noutputs = [ {{ interface = \"eth9\", group = \"239.9.9.9\", port = 9 }} ]\n"
         )
     }
 
     #[test]
     fn keys_are_the_relayed_flows_and_local_delivery_frees_a_whole_group_and_port() {
         let src = [
-            flow(
-                "a",
-                r#"interface = "eth0", group = "239.1.1.1", port = 5001"#,
-                "",
-            ),
-            flow(
-                "b",
-                r#"interface = "eth0", group = "239.1.1.2", port = 5001, source = "10.0.0.5""#,
-                "",
-            ),
+            flow("a", "eth0", "239.1.1.1", "", ""),
+            flow("b", "eth0", "239.1.1.2", "10.0.0.5", ""),
             // Shares b's group and port with local delivery: b's key goes too.
-            flow(
-                "c",
-                r#"interface = "eth0", group = "239.1.1.2", port = 5001"#,
-                "local_delivery = true",
-            ),
-            flow(
-                "d",
-                r#"interface = "eth1", group = "239.1.1.1", port = 5001"#,
-                "",
-            ),
+            flow("c", "eth0", "239.1.1.2", "", "local_delivery = true"),
+            flow("d", "eth1", "239.1.1.1", "", ""),
             // Its interface does not exist: no chain for it.
-            flow(
-                "e",
-                r#"interface = "wlan7", group = "239.1.1.1", port = 5001"#,
-                "",
-            ),
+            flow("e", "wlan7", "239.1.1.1", "", ""),
         ]
         .concat();
         assert_eq!(
@@ -432,14 +418,12 @@ mod tests {
         );
         // `[relay] local_delivery = true`: only flows that say false are dropped.
         let src = [
-            flow(
-                "a",
-                r#"interface = "eth0", group = "239.1.1.1", port = 5001"#,
-                "",
-            ),
+            flow("a", "eth0", "239.1.1.1", "", ""),
             flow(
                 "b",
-                r#"interface = "eth0", group = "239.1.1.2", port = 5001, source = "10.0.0.5""#,
+                "eth0",
+                "239.1.1.2",
+                "10.0.0.5",
                 "local_delivery = false",
             ),
         ]
@@ -453,7 +437,6 @@ mod tests {
         );
         assert!(drops(&src[..0], false).is_empty());
     }
-
     #[test]
     fn rules_load_the_key_fields_into_consecutive_registers() {
         let r = rule("asm_x", false);

@@ -154,24 +154,39 @@ fn relay_pid(t: &Topology, relay: usize) -> u32 {
     t.procs[relay].child.id()
 }
 
+fn flow_a() -> String {
+    flow("a", "239.1.1.1", None, "239.9.9.1", "")
+}
+
+/// Flow c opts out of the drop.
+fn flow_c_local() -> String {
+    flow(
+        "c",
+        "239.1.1.3",
+        None,
+        "239.9.9.3",
+        "local_delivery = true\n",
+    )
+}
+
+/// Starts a relay with `flows` and waits for its table; returns its index and pid.
+fn start(t: &mut Topology, flows: &[String]) -> (usize, u32) {
+    let relay = t.start_relay(&format!("{}{}", header(t), flows.concat()));
+    let pid = relay_pid(t, relay);
+    common::wait_until("the drop table", || drop_table(&t.relay, pid).is_some());
+    (relay, pid)
+}
+
 #[test]
 fn the_drop_holds_exactly_the_relayed_flows_follows_a_reload_and_dies_with_the_relay() {
     let _s = serial();
     let mut t = Topology::chain(1);
     let flows = [
-        flow("a", "239.1.1.1", None, "239.9.9.1", ""),
+        flow_a(),
         flow("b", "232.1.1.2", Some("10.1.0.1"), "239.9.9.2", ""),
-        flow(
-            "c",
-            "239.1.1.3",
-            None,
-            "239.9.9.3",
-            "local_delivery = true\n",
-        ),
+        flow_c_local(),
     ];
-    let relay = t.start_relay(&format!("{}{}", header(&t), flows.concat()));
-    let pid = relay_pid(&t, relay);
-    common::wait_until("the drop table", || drop_table(&t.relay, pid).is_some());
+    let (relay, pid) = start(&mut t, &flows);
     let table = drop_table(&t.relay, pid).unwrap();
     assert_eq!(chains(&t.relay, pid), [("in_in0".into(), "in0".into())]);
     assert_eq!(elements(&table, "asm_in0"), ["239.1.1.1 . 5001"]);
@@ -210,13 +225,7 @@ fn the_drop_holds_exactly_the_relayed_flows_follows_a_reload_and_dies_with_the_r
     // A reload that removes a and adds d: the drop follows, in the same step.
     let flows = [
         flow("b", "232.1.1.2", Some("10.1.0.1"), "239.9.9.2", ""),
-        flow(
-            "c",
-            "239.1.1.3",
-            None,
-            "239.9.9.3",
-            "local_delivery = true\n",
-        ),
+        flow_c_local(),
         flow("d", "239.1.1.4", None, "239.9.9.4", ""),
     ];
     t.write_config_by_rename(&format!("{}{}", header(&t), flows.concat()));
@@ -236,9 +245,7 @@ fn the_drop_holds_exactly_the_relayed_flows_follows_a_reload_and_dies_with_the_r
     t.procs[relay].terminate_quietly();
 
     // A clean stop removes it too.
-    let relay = t.start_relay(&format!("{}{}", header(&t), flows.concat()));
-    let pid = relay_pid(&t, relay);
-    common::wait_until("the drop table", || drop_table(&t.relay, pid).is_some());
+    let (relay, _) = start(&mut t, &flows);
     t.stop_relay(relay);
     assert!(tables(&t.relay).is_empty(), "{:?}", tables(&t.relay));
 }
@@ -247,19 +254,8 @@ fn the_drop_holds_exactly_the_relayed_flows_follows_a_reload_and_dies_with_the_r
 fn a_flow_with_local_delivery_reaches_a_local_socket_while_it_is_relayed() {
     let _s = serial();
     let mut t = Topology::chain(1);
-    let flows = [
-        flow("a", "239.1.1.1", None, "239.9.9.1", ""),
-        flow(
-            "c",
-            "239.1.1.3",
-            None,
-            "239.9.9.3",
-            "local_delivery = true\n",
-        ),
-    ];
-    let relay = t.start_relay(&format!("{}{}", header(&t), flows.concat()));
-    let pid = relay_pid(&t, relay);
-    common::wait_until("the drop table", || drop_table(&t.relay, pid).is_some());
+    let flows = [flow_a(), flow_c_local()];
+    let (relay, pid) = start(&mut t, &flows);
     // A local application on the relay host, listening to flow c's group and port.
     let ready = t.dir.join("local-ready");
     let mut cmd = t.relay.command(common::MCR);
