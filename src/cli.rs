@@ -173,7 +173,15 @@ pub fn main() -> ExitCode {
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
-                println!("ok: {}", c.summary());
+                let summary = c.summary();
+                println!("ok: {summary}");
+                let dropped = summary.flows - summary.local_delivery;
+                if summary.flows > 0 {
+                    println!(
+                        "ingress drop: {dropped} flows' datagrams stop at their input interface once mcr has them (local sockets on this host do not get them); {} flows with local_delivery = true reach local sockets too",
+                        summary.local_delivery
+                    );
+                }
                 ExitCode::SUCCESS
             }
             Err(errors) => {

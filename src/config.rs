@@ -276,6 +276,9 @@ pub struct Summary {
     pub input_groups: usize,
     /// Distinct input interfaces.
     pub interfaces: usize,
+    /// Flows whose datagrams also go to local sockets (`local_delivery`); the others' are
+    /// dropped before the IP stack once mcr has them.
+    pub local_delivery: usize,
 }
 
 impl fmt::Display for Summary {
@@ -351,10 +354,16 @@ impl Config {
             .map(|f| (&f.input.interface, f.input.group, f.input.source))
             .collect();
         let interfaces: HashSet<_> = self.flows.iter().map(|f| &f.input.interface).collect();
+        let local = self
+            .flows
+            .iter()
+            .filter(|f| f.local_delivery.unwrap_or(self.relay.local_delivery))
+            .count();
         Summary {
             flows: self.flows.len(),
             input_groups: groups.len(),
             interfaces: interfaces.len(),
+            local_delivery: local,
         }
     }
 }

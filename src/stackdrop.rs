@@ -18,7 +18,7 @@
 //!     chain in_eth0 {
 //!         type filter hook ingress device "eth0" priority filter; policy accept;
 //!         ip daddr . udp dport @asm_eth0 counter drop
-//!         ip saddr . ip daddr . udp dport @ssm_eth0 counter drop
+//!         ip saddr . ip daddr . udp dport @ssm_eth0 counter drop   # only with SSM flows
 //!     }
 //! }
 //! ```
@@ -136,8 +136,14 @@ impl Drops {
             batch.add_elements(f, name, &asm, keys.any_source.iter().map(|k| &k[..]));
             batch.add_elements(f, name, &ssm, keys.source_specific.iter().map(|k| &k[..]));
             batch.new_ingress_chain(f, name, &chain, ifname.as_str());
-            batch.add_rule(f, name, &chain, &rule(&asm, false));
-            batch.add_rule(f, name, &chain, &rule(&ssm, true));
+            // A rule per non-empty set: every other IPv4 UDP packet on the interface is
+            // looked up once per rule.
+            if !keys.any_source.is_empty() {
+                batch.add_rule(f, name, &chain, &rule(&asm, false));
+            }
+            if !keys.source_specific.is_empty() {
+                batch.add_rule(f, name, &chain, &rule(&ssm, true));
+            }
         }
     }
 }

@@ -387,7 +387,8 @@ fn same_group_from_different_sources_is_allowed() {
         Summary {
             flows: 3,
             input_groups: 3,
-            interfaces: 1
+            interfaces: 1,
+            local_delivery: 0,
         }
     );
 }
