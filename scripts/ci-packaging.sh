@@ -17,6 +17,10 @@
 #      /run/mcr, ...). If mcr speaks sd_notify, READY=1 / RELOADING=1 + MONOTONIC_USEC /
 #      READY=1 must come from the main pid, as Type=notify + NotifyAccess=main need.
 #      What is not emulated: systemd's own mount namespace, seccomp and cgroup setup.
+#   3b. The installed unit under a real systemd, PID 1 of its own pid/mount/net namespaces:
+#      start (Type=notify), the ingress drop on (CAP_NET_ADMIN from the unit), traffic,
+#      `systemctl reload`, SIGKILL and Restart=on-failure (the killed relay's nftables
+#      table gone), stop.
 #   4. /etc/mcr.toml is modified; the same .deb is reinstalled, then an upgrade to a newer
 #      version is installed: the modification survives both. dpkg -r keeps the conffile,
 #      dpkg --purge removes it.
@@ -57,6 +61,7 @@ summary() {
 cleanup() {
     local rc=$?
     set +e
+    [ -n "${lab_pid:-}" ] && kill -KILL "$lab_pid" 2>/dev/null # systemd of step 3b: its namespace goes with it
     for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
     for p in "${pids[@]}"; do wait "$p" 2>/dev/null; done
     for ns in "$NS_GEN" "$NS_RELAY" "$NS_SINK"; do ip netns del "$ns" 2>/dev/null; done
@@ -106,6 +111,8 @@ command -v ansible-playbook >/dev/null || need+=(ansible-core)
 command -v strace >/dev/null || need+=(strace)
 command -v promtool >/dev/null || need+=(prometheus)
 command -v ip >/dev/null || need+=(iproute2)
+command -v nft >/dev/null || need+=(nftables)
+command -v unshare >/dev/null || need+=(util-linux)
 command -v groff >/dev/null || need+=(groff-base)
 [ -x /usr/bin/python3 ] || need+=(python3)
 # The apt module of Ansible needs python3-apt for the system python.
@@ -493,6 +500,121 @@ else
 fi
 
 for ns in "$NS_GEN" "$NS_RELAY" "$NS_SINK"; do ip netns del "$ns"; done
+
+# ---------------------------------------------------------------------------------------
+step "3b. the installed unit under a real systemd (PID 1 of its own namespaces)"
+# systemd boots an empty target in fresh pid, mount, UTS and network namespaces with
+# private /run, /tmp and /var/tmp; the rest of the file system is this machine's, so it
+# loads the installed mcr.service. A drop-in points it at a test config in the lab's /run.
+# Checked for real: Type=notify start, the unit's capabilities (the ingress drop needs
+# CAP_NET_ADMIN), `systemctl reload`, Restart=on-failure after SIGKILL (and the killed
+# relay's nftables table gone with it), stop.
+lab_name=mcr-ci-lab-$id
+sd_bin=$(command -v systemd || echo /lib/systemd/systemd)
+{
+    echo 'set -e'
+    echo 'mount --make-rprivate /'
+    echo 'for d in /run /tmp /var/tmp; do mount -t tmpfs tmpfs $d; done'
+    # The lab's journal stays in the lab, not in this machine's /var/log/journal.
+    echo '[ ! -d /var/log/journal ] || mount -t tmpfs tmpfs /var/log/journal'
+    echo 'mkdir -p /run/systemd/system/mcr.service.d'
+    echo "printf '[Unit]\\nDescription=$lab_name\\nDefaultDependencies=no\\nAllowIsolate=yes\\n' >/run/systemd/system/lab.target"
+    echo "printf '[Service]\\nExecStart=\\nExecStart=/usr/bin/mcr run -c /run/mcr-lab.toml\\n' >/run/systemd/system/mcr.service.d/lab.conf"
+    echo "exec -a $lab_name $sd_bin --system --unit=lab.target"
+} >"$work/lab-boot.sh"
+setsid unshare --pid --fork --mount --mount-proc --uts --net bash "$work/lab-boot.sh" >/dev/null 2>&1 </dev/null &
+pids+=($!)
+lab_pid=
+lab_up() {
+    lab_pid=$(pgrep -f "^$lab_name" | head -1)
+    [ -n "$lab_pid" ] || return 1
+    case $(nsenter -t "$lab_pid" -m -p systemctl is-system-running 2>/dev/null) in
+    running | degraded) return 0 ;;
+    *) return 1 ;;
+    esac
+}
+wait_for 30 lab_up || fail "systemd came up as PID 1 of the lab"
+lab() { nsenter -t "$lab_pid" -m -p -n -u "$@"; }
+pass "systemd $(lab systemctl --version | head -1 | cut -d' ' -f2) runs as PID 1 of the lab (host pid $lab_pid)"
+
+lab ip link set lo up
+lab ip netns add gen
+lab ip netns add sink
+lab ip link add mcr-in type veth peer name up0 netns gen
+lab ip link add mcr-out type veth peer name down0 netns sink
+lab ip addr add 10.1.0.2/24 dev mcr-in
+lab ip addr add 10.2.0.1/24 dev mcr-out
+lab ip -n gen addr add 10.1.0.1/24 dev up0
+lab ip -n sink addr add 10.2.0.2/24 dev down0
+for l in mcr-in mcr-out; do lab ip link set "$l" up; done
+lab ip -n gen link set up0 up
+lab ip -n sink link set down0 up
+# lab_config FLOW...: each FLOW "NAME GROUP_IN GROUP_OUT"; written by rename, as editors do.
+lab_config() {
+    local f name gin gout
+    {
+        printf '[relay]\nworkers = 1\nstats_interval = "0s"\n'
+        for f in "$@"; do
+            read -r name gin gout <<<"$f"
+            printf '[[flow]]\nname = "%s"\ninput = { interface = "mcr-in", group = "%s", port = 5001 }\n' "$name" "$gin"
+            printf 'outputs = [{ interface = "mcr-out", group = "%s", port = 5099 }]\n' "$gout"
+        done
+    } | lab sh -c 'cat >/run/mcr-lab.toml.new && chmod 0644 /run/mcr-lab.toml.new && mv -f /run/mcr-lab.toml.new /run/mcr-lab.toml'
+}
+# lab_traffic NAME GROUP_IN GROUP_OUT: 300 packets through the unit's relay, all must arrive.
+lab_traffic() {
+    local name=$1 n=300
+    lab rm -f /run/sink.ready
+    lab ip netns exec sink /usr/bin/mcr sink --interface down0 --group "$3" --port 5099 \
+        --count $n --first-timeout 10s --ready-file /run/sink.ready >"$work/lab-sink.out" 2>&1 &
+    local sink=$!
+    pids+=("$sink")
+    wait_for 10 lab test -e /run/sink.ready || fail "$name: sink joined"
+    lab ip netns exec gen /usr/bin/mcr gen --interface up0 --group "$2" --port 5001 \
+        --count $n --rate 1000 --size 200 >/dev/null
+    wait "$sink" || true
+    grep -q "^received=$n .* lost=0 duplicates=0 reordered=0 corrupt=0" "$work/lab-sink.out" ||
+        { cat "$work/lab-sink.out"; lab journalctl -u mcr --no-pager | tail -20; fail "$name"; }
+    pass "$name"
+}
+main_pid() { lab systemctl show -p MainPID --value mcr; }
+# mcr status exits 3 while a flow is idle (no traffic yet): only its text matters here.
+drop_keys() {
+    local out
+    out=$(lab /usr/bin/mcr status 2>/dev/null || true)
+    grep -q "^ingress drop:   on: $1 keys" <<<"$out"
+}
+mcr_tables() { lab nft list tables 2>/dev/null | grep 'netdev mcr_' | sort | xargs; }
+started() { lab systemctl start mcr && lab systemctl is-active -q mcr; }
+reloaded() { lab systemctl reload mcr && drop_keys 2; }
+stopped() { ! lab systemctl is-active -q mcr && [ -z "$(mcr_tables)" ]; }
+
+lab_config "a 239.1.1.1 239.9.9.1"
+expect "systemctl start mcr (Type=notify: returns once READY=1), active" started
+pid1=$(main_pid)
+first_up() { drop_keys 1 && [ "$(mcr_tables)" = "table netdev mcr_$pid1" ]; }
+expect "the unit's relay (pid $pid1) has its ingress drop on (CAP_NET_ADMIN raised when needed): 1 key, table mcr_$pid1" \
+    first_up
+lab_traffic "under systemd: 239.1.1.1 relayed to 239.9.9.1, 300/300 packets" 239.1.1.1 239.9.9.1
+
+lab_config "a 239.1.1.1 239.9.9.1" "b 239.1.1.2 239.9.9.2"
+expect "systemctl reload mcr: applied (flow b added), the drop follows (2 keys)" reloaded
+lab_traffic "after systemctl reload: 239.1.1.2 relayed to 239.9.9.2, 300/300 packets" 239.1.1.2 239.9.9.2
+
+lab kill -KILL "$pid1"
+restarted() {
+    local p
+    p=$(main_pid)
+    [ -n "$p" ] && [ "$p" != 0 ] && [ "$p" != "$pid1" ] && lab systemctl is-active -q mcr && drop_keys 2
+}
+expect "SIGKILL: Restart=on-failure brings a new relay, its drop on (2 keys)" wait_for 20 restarted
+pid2=$(main_pid)
+expect "the killed relay's table (mcr_$pid1) went with it: only mcr_$pid2 is left" \
+    test "$(mcr_tables)" = "table netdev mcr_$pid2"
+lab_traffic "after the restart: 239.1.1.1 relayed to 239.9.9.1, 300/300 packets" 239.1.1.1 239.9.9.1
+lab systemctl stop mcr
+expect "systemctl stop mcr: inactive, no nftables table left" stopped
+kill -KILL "$lab_pid" 2>/dev/null || true
 
 # ---------------------------------------------------------------------------------------
 step "4. conffile kept on reinstall and upgrade; remove and purge"

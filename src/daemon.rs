@@ -465,6 +465,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         }
         log::info!("running as user {user} with CAP_NET_RAW (and CAP_NET_ADMIN, permitted only)");
     }
+    // Before READY=1: ready means the drop is in place too.
+    let mut stack_drop = StackDrop::new();
+    stack_drop.sync(Drops::of(&relay.table(), config.relay.local_delivery));
     let table = relay.table();
     log::info!(
         "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, \
@@ -499,10 +502,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         states: HashMap::new(),
         queriers,
         parse_cache,
-        stack_drop: StackDrop::new(),
+        stack_drop,
     };
     state.sync_queriers(&relay);
-    state.sync_stack_drop(&relay);
     let ended = serve(&mut state, &mut relay, &mut services, &inbox, opts);
     drop(services);
     if let Err(e) = &ended {
