@@ -49,6 +49,9 @@ pub use ifname::IfName;
 /// attached to. Sending them further through multicast routers is a decision
 /// the operator makes explicitly by raising `ttl` on that output.
 pub const DEFAULT_TTL: u8 = 1;
+/// TTL of a unicast output that sets none: the kernel's `net.ipv4.ip_default_ttl`, so the
+/// datagrams are routed as any host's would be.
+pub const DEFAULT_UNICAST_TTL: u8 = 64;
 
 /// How often statistics are logged when `stats_interval` is not set.
 pub const DEFAULT_STATS_INTERVAL: Duration = Duration::from_secs(10);
@@ -240,7 +243,11 @@ impl fmt::Display for Input {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Output {
     pub interface: IfName,
+    /// The destination: a multicast group, or with `unicast` one receiver's address.
     pub group: Ipv4Addr,
+    /// `address = …` in the file: a unicast destination, sent through the interface's UDP
+    /// socket whatever `egress` says (the kernel resolves the receiver's MAC).
+    pub unicast: bool,
     pub port: u16,
     pub ttl: u8,
     /// DSCP (0–63) the output's datagrams carry in the IPv4 TOS byte's upper six bits;
@@ -253,9 +260,10 @@ pub struct Output {
 
 impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let unicast = if self.unicast { " (unicast)" } else { "" };
         write!(
             f,
-            "{}:{} on {} ttl {}",
+            "{}:{}{unicast} on {} ttl {}",
             self.group, self.port, self.interface, self.ttl
         )?;
         if let Some(dscp) = self.dscp {

@@ -30,7 +30,8 @@ pub const MAX_BATCH: usize = 64;
 /// Largest UDP payload an IPv4 datagram can carry.
 pub const MAX_PAYLOAD: usize = 65_507;
 
-/// A validated, contiguous range of IPv4 multicast groups.
+/// A validated, contiguous range of IPv4 multicast groups — or a single unicast address
+/// (a unicast stream: nothing to join).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Groups {
     first: u32,
@@ -38,9 +39,16 @@ pub(crate) struct Groups {
 }
 
 impl Groups {
-    /// `count` groups from `first` on; `None` unless `count >= 1` and every one is multicast.
+    /// `count` groups from `first` on; `None` unless `count >= 1` and every one is multicast,
+    /// or `count` is 1 and `first` a unicast address.
     pub(crate) fn new(first: Ipv4Addr, count: u32) -> Option<Groups> {
         let start = u32::from(first);
+        if count == 1 && !first.is_multicast() && !first.is_unspecified() && !first.is_broadcast() {
+            return Some(Groups {
+                first: start,
+                count,
+            });
+        }
         let last = start.checked_add(count.checked_sub(1)?)?;
         (first.is_multicast() && Ipv4Addr::from(last).is_multicast()).then_some(Groups {
             first: start,
@@ -85,7 +93,12 @@ mod tests {
         assert!(!g.contains(Ipv4Addr::new(239, 1, 2, 1)));
         assert!(!g.contains(Ipv4Addr::new(239, 1, 1, 253)));
         assert!(Groups::new(Ipv4Addr::new(239, 1, 1, 1), 0).is_none());
-        assert!(Groups::new(Ipv4Addr::new(10, 0, 0, 1), 1).is_none());
+        assert!(Groups::new(Ipv4Addr::new(10, 0, 0, 1), 2).is_none());
+        assert!(
+            Groups::new(Ipv4Addr::new(10, 0, 0, 1), 1).is_some(),
+            "one unicast stream"
+        );
+        assert!(Groups::new(Ipv4Addr::new(0, 0, 0, 0), 1).is_none());
         assert!(Groups::new(Ipv4Addr::new(239, 255, 255, 255), 2).is_none());
         assert!(Groups::new(Ipv4Addr::new(255, 255, 255, 255), 2).is_none());
         assert!(Groups::new(Ipv4Addr::new(224, 0, 0, 0), 1 << 28).is_some());

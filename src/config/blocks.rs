@@ -239,6 +239,7 @@ impl Shift for RawOutput {
         let RawOutput {
             interface,
             group,
+            address,
             port,
             ttl,
             dscp,
@@ -247,6 +248,7 @@ impl Shift for RawOutput {
         RawOutput {
             interface: interface.shift(by),
             group: group.shift(by),
+            address: address.shift(by),
             port: port.shift(by),
             ttl: ttl.shift(by),
             dscp: dscp.shift(by),

@@ -67,6 +67,7 @@ pub(super) struct RawInput {
 pub(super) struct RawOutput {
     pub interface: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     pub ttl: Option<Spanned<i64>>,
     pub dscp: Option<Spanned<i64>>,

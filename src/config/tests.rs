@@ -144,6 +144,7 @@ fn demo_config_is_exactly_the_demo() {
             source: None,
         },
         outputs: vec![Output {
+            unicast: false,
             interface: ifname("mcr-out"),
             group: Ipv4Addr::from(output),
             port: 5099,
@@ -448,6 +449,7 @@ fn input_and_output_display() {
     };
     assert_eq!(input.to_string(), "232.1.1.1:5004 from 10.0.0.5 on eth0");
     let output = Output {
+        unicast: false,
         interface: ifname("eth1"),
         group: Ipv4Addr::new(239, 9, 9, 9),
         port: 5099,
@@ -612,4 +614,23 @@ fn local_delivery_is_off_by_default_and_a_flow_may_turn_it_on() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("test.toml:2:18") && e.contains("boolean"), "{e}");
+}
+
+#[test]
+fn a_unicast_output_has_an_address_and_a_routable_default_ttl() {
+    let config = parse(
+        "[[flow]]\nname = \"a\"\ninput = { interface = \"eth0\", group = \"239.1.1.1\", port = 5000 }\n\
+         outputs = [ { interface = \"eth1\", address = \"10.2.0.2\", port = 6000 },\n\
+                     { interface = \"eth1\", address = \"10.2.0.3\", port = 6000, ttl = 2 },\n\
+                     { interface = \"eth1\", group = \"239.2.2.2\", port = 6000 } ]\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let o = &config.flows[0].outputs;
+    assert!(o[0].unicast && o[1].unicast && !o[2].unicast);
+    assert_eq!(o[0].group, Ipv4Addr::new(10, 2, 0, 2));
+    assert_eq!(
+        (o[0].ttl, o[1].ttl, o[2].ttl),
+        (DEFAULT_UNICAST_TTL, 2, DEFAULT_TTL)
+    );
+    assert_eq!(o[0].to_string(), "10.2.0.2:6000 (unicast) on eth1 ttl 64");
 }

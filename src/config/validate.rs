@@ -23,6 +23,7 @@ use super::error::ConfigError;
 use super::raw::{RawConfig, RawFlow, RawInput, RawOutput, RawRelay};
 use super::{
     Config, EgressMode, Flow, IfName, Input, Output, QuerierMode, RelaySettings, DEFAULT_TTL,
+    DEFAULT_UNICAST_TTL,
 };
 
 /// Flow names become metric labels, so they are kept short and plain.
@@ -564,9 +565,23 @@ impl Validator<'_> {
         let span = raw.span();
         let raw = raw.get_ref();
         let interface = self.interface(raw.interface.as_ref(), &span, "output", "eth1");
-        let group = self.group(raw.group.as_ref(), &span, "output", "239.9.9.9");
+        let (group, unicast) = match (&raw.group, &raw.address) {
+            (Some(_), Some(a)) => {
+                self.error(
+                    a.span(),
+                    "an output sends to a multicast `group` or to a unicast `address`, not both; keep one".to_string(),
+                );
+                (None, true)
+            }
+            (None, Some(a)) => (self.unicast_address(a), true),
+            _ => (
+                self.group(raw.group.as_ref(), &span, "output", "239.9.9.9"),
+                false,
+            ),
+        };
         let port = self.port(raw.port.as_ref(), &span, "output", 5099);
         let ttl = match &raw.ttl {
+            None if unicast => Some(DEFAULT_UNICAST_TTL),
             None => Some(DEFAULT_TTL),
             Some(t) => self.ttl(t),
         };
@@ -581,6 +596,7 @@ impl Validator<'_> {
         Some(Output {
             interface: interface?,
             group: group?,
+            unicast,
             port: port?,
             ttl: ttl?,
             dscp: dscp?,
@@ -619,7 +635,11 @@ impl Validator<'_> {
         example: &str,
     ) -> Option<Ipv4Addr> {
         let raw = self.require(field, table, || {
-            format!("{side} has no group; add group = \"{example}\"")
+            if side == "output" {
+                format!("output has no destination; add group = \"{example}\" (multicast) or address = \"10.2.0.2\" (unicast)")
+            } else {
+                format!("{side} has no group; add group = \"{example}\"")
+            }
         })?;
         let hint = format!("a multicast group such as \"{example}\"");
         let group = self.ipv4(raw, "group", &hint)?;
@@ -650,6 +670,29 @@ impl Validator<'_> {
     }
 
     /// An output's `source`: a unicast address that is not loopback.
+    /// A unicast output's destination: a host's unicast address (not loopback).
+    fn unicast_address(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
+        let addr = self.ipv4(
+            raw,
+            "address",
+            "a receiver's unicast address such as \"10.2.0.2\"",
+        )?;
+        let problem = not_unicast(addr).or(addr.is_loopback().then_some("a loopback address"));
+        let Some(problem) = problem else {
+            return Some(addr);
+        };
+        let fix = if addr.is_multicast() {
+            format!("write group = \"{addr}\" for a multicast destination")
+        } else {
+            "write the unicast address of the receiver (head-end replication), or use group for multicast".to_string()
+        };
+        self.error(
+            raw.span(),
+            format!("output address {addr} is {problem}; {fix}"),
+        );
+        None
+    }
+
     fn output_source(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
         let source = self.ipv4(raw, "source", "a unicast address such as \"192.0.2.10\"")?;
         let problem = not_unicast(source).or(source.is_loopback().then_some("a loopback address"));

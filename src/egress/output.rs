@@ -4,6 +4,8 @@
 //! differs between outputs travels with each send instead: a frame's headers come from the
 //! output's own [`FrameTemplate`], a datagram names its group and port and carries its TTL
 //! and TOS (the input's, or the output's DSCP) as control messages ([`Destination`]).
+//! A unicast output (`address = …`) always sends datagrams: the kernel routes them out of the
+//! interface (`IP_UNICAST_IF`) and resolves the receiver's MAC.
 //!
 //! Why a UDP socket even for frames: it is what fixes the source address and port. It is
 //! connected once to a link-local group (224.0.0.1:9) out of its interface, so the kernel picks
@@ -143,7 +145,9 @@ impl InterfaceSockets {
     /// The path for `output` through these sockets.
     pub fn output(self: &Arc<Self>, output: &config::Output) -> OutputPath {
         let addr = SocketAddrV4::new(output.group, output.port);
-        let template = self.packet.as_ref().map(|_| {
+        // A unicast receiver's MAC is the neighbour table's business: through the UDP socket.
+        let packet = self.packet.as_ref().filter(|_| !output.unicast);
+        let template = packet.map(|_| {
             FrameTemplate::new(
                 self.link.mac,
                 self.src,
@@ -223,6 +227,15 @@ fn open_udp(
         socket.bind(&SocketAddrV4::new(source, 0).into())?;
     }
     sys::set_multicast_if(socket.as_fd(), ifindex)?;
+    // Unicast outputs leave through this interface too, whatever the routing table prefers
+    // (the route lookup is made with it as the output interface).
+    let index_be = ifindex.to_be();
+    sys::setsockopt(
+        socket.as_fd(),
+        libc::IPPROTO_IP,
+        libc::IP_UNICAST_IF,
+        &index_be,
+    )?;
     socket.set_multicast_loop_v4(false)?;
     socket.set_multicast_all_v4(false)?;
     set_sndbuf(socket.as_fd(), name);

@@ -86,7 +86,7 @@ pub enum GenError {
         payload::HEADER_LEN
     )]
     Size { size: usize },
-    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more)")]
+    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more; or one unicast address)")]
     Groups { group: Ipv4Addr, count: u32 },
     #[error("{count} packets per stream over {group_count} streams is too many")]
     Count { count: u64, group_count: u32 },

@@ -156,7 +156,7 @@ impl fmt::Display for SinkReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more)")]
+    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more; or one unicast address)")]
     Groups { group: Ipv4Addr, count: u32 },
     #[error("port 0 cannot be received on")]
     Port,
@@ -202,7 +202,7 @@ pub fn run(opts: &SinkOptions) -> Result<SinkReport, SinkError> {
     let socket = open_socket(opts.port, tick(opts))?;
     // Held until the end of the run: dropping it closes the helper sockets, which leaves.
     let mut memberships = Memberships::kernel();
-    for group in groups.iter() {
+    for group in groups.iter().filter(Ipv4Addr::is_multicast) {
         memberships
             .join(Membership {
                 ifindex,
@@ -578,8 +578,10 @@ mod tests {
 
     #[test]
     fn bad_options_are_rejected_before_joining() {
-        let mut o = SinkOptions::new(Ipv4Addr::new(10, 1, 1, 1), 1, 5000, "lo");
+        // Several unicast "groups": only one unicast address is a stream.
+        let mut o = SinkOptions::new(Ipv4Addr::new(10, 1, 1, 1), 2, 5000, "lo");
         assert!(matches!(run(&o), Err(SinkError::Groups { .. })));
+        o.group_count = 1;
         o.group = Ipv4Addr::new(239, 1, 1, 1);
         o.port = 0;
         assert!(matches!(run(&o), Err(SinkError::Port)));
