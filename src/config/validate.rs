@@ -669,40 +669,42 @@ impl Validator<'_> {
         None
     }
 
-    /// An output's `source`: a unicast address that is not loopback.
     /// A unicast output's destination: a host's unicast address (not loopback).
     fn unicast_address(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
-        let addr = self.ipv4(
-            raw,
-            "address",
-            "a receiver's unicast address such as \"10.2.0.2\"",
-        )?;
+        let hint = "a receiver's unicast address such as \"10.2.0.2\"";
+        self.unicast_not_loopback(raw, "address", hint, |addr, problem| {
+            let fix = if addr.is_multicast() {
+                format!("write group = \"{addr}\" for a multicast destination")
+            } else {
+                "write the unicast address of the receiver (head-end replication), or use group for multicast".to_string()
+            };
+            format!("output address {addr} is {problem}; {fix}")
+        })
+    }
+
+    /// An output's `source`: a unicast address that is not loopback.
+    fn output_source(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
+        let hint = "a unicast address such as \"192.0.2.10\"";
+        self.unicast_not_loopback(raw, "source", hint, |source, problem| {
+            format!("output source {source} is {problem}, which receivers drop; set the unicast address this output's datagrams should come from (e.g. the relay's address on the receivers' segment), or remove it to use the interface's own")
+        })
+    }
+
+    /// `raw` as an IPv4 unicast address that is not loopback, else the error `message(address,
+    /// what it is)` at its span.
+    fn unicast_not_loopback(
+        &mut self,
+        raw: &Spanned<String>,
+        key: &str,
+        hint: &str,
+        message: impl FnOnce(Ipv4Addr, &str) -> String,
+    ) -> Option<Ipv4Addr> {
+        let addr = self.ipv4(raw, key, hint)?;
         let problem = not_unicast(addr).or(addr.is_loopback().then_some("a loopback address"));
         let Some(problem) = problem else {
             return Some(addr);
         };
-        let fix = if addr.is_multicast() {
-            format!("write group = \"{addr}\" for a multicast destination")
-        } else {
-            "write the unicast address of the receiver (head-end replication), or use group for multicast".to_string()
-        };
-        self.error(
-            raw.span(),
-            format!("output address {addr} is {problem}; {fix}"),
-        );
-        None
-    }
-
-    fn output_source(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
-        let source = self.ipv4(raw, "source", "a unicast address such as \"192.0.2.10\"")?;
-        let problem = not_unicast(source).or(source.is_loopback().then_some("a loopback address"));
-        let Some(problem) = problem else {
-            return Some(source);
-        };
-        self.error(
-            raw.span(),
-            format!("output source {source} is {problem}, which receivers drop; set the unicast address this output's datagrams should come from (e.g. the relay's address on the receivers' segment), or remove it to use the interface's own"),
-        );
+        self.error(raw.span(), message(addr, problem));
         None
     }
 
