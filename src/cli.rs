@@ -65,6 +65,18 @@ enum Command {
         #[arg(short, long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
     },
+    /// Make the running relay forward: the active relay of a pair (e.g. keepalived's
+    /// notify_master). Prints the role; exit 0 also when it already was active.
+    Active {
+        #[arg(short, long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
+    /// Make the running relay a standby: rings open and groups joined, nothing sent, so
+    /// `mcr active` takes over at once (keepalived's notify_backup / notify_fault).
+    Standby {
+        #[arg(short, long, default_value = DEFAULT_CONTROL_SOCKET)]
+        socket: PathBuf,
+    },
     /// Send numbered multicast test traffic.
     Gen(GenArgs),
     /// Receive multicast test traffic and check it: counts, gaps, duplicates, order, latency.
@@ -250,6 +262,14 @@ pub fn main() -> ExitCode {
                         crate::config::format_size(s.ring_memory)
                     );
                     println!("ingress drop:   {}", s.ingress_drop);
+                    println!(
+                        "role:           {}",
+                        if s.role == "standby" {
+                            "standby (receives, sends nothing; `mcr active` takes over)"
+                        } else {
+                            s.role.as_str()
+                        }
+                    );
                     for (iface, n) in &s.groups {
                         println!("groups joined:  {n} on {iface}");
                     }
@@ -305,6 +325,8 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Active { socket } => set_role(&socket, control::Command::Active),
+        Command::Standby { socket } => set_role(&socket, control::Command::Standby),
         Command::Gen(a) => {
             let interface = match a.interface.parse::<Ipv4Addr>() {
                 Ok(addr) => gen::Egress::Addr(addr),
@@ -416,4 +438,20 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
     let drops: Vec<String> = snap.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let _ = writeln!(out, "frames={} drops: {}", snap.frames, drops.join(" "));
     out
+}
+
+/// `mcr active` / `mcr standby`.
+fn set_role(socket: &std::path::Path, command: control::Command) -> ExitCode {
+    match control::call(socket, command) {
+        Ok(Reply::Role(r)) => {
+            let how = if r.changed { "now" } else { "already" };
+            println!("{how} {}", r.role);
+            ExitCode::SUCCESS
+        }
+        Ok(other) => unexpected(other),
+        Err(e) => {
+            eprintln!("mcr: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -132,6 +132,9 @@ pub struct RelaySettings {
     /// override it); `false` drops them at the input interface's ingress hook, after mcr's
     /// ring has its copy (see `stackdrop`).
     pub local_delivery: bool,
+    /// `role = "standby"`: start as the standby of a pair (receive, send nothing) until
+    /// `mcr active`; the role then lives at run time, a reload does not change it.
+    pub role_standby: bool,
 }
 
 /// How outputs send (`[relay] egress`).
@@ -201,6 +204,7 @@ impl Default for RelaySettings {
             loop_guard: Some(DEFAULT_LOOP_GUARD),
             ring_memory: DEFAULT_RING_MEMORY,
             local_delivery: false,
+            role_standby: false,
         }
     }
 }

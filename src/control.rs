@@ -35,6 +35,10 @@ pub enum Command {
     Stats,
     Status,
     Reload,
+    /// Forward (the active relay of a pair).
+    Active,
+    /// Receive and send nothing (the standby of a pair).
+    Standby,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -90,6 +94,9 @@ pub struct Status {
     /// Keys (relayed flow matches) the ingress drop holds.
     #[serde(default)]
     pub ingress_drop_keys: usize,
+    /// "active" (forwards) or "standby" (receives, sends nothing).
+    #[serde(default)]
+    pub role: String,
 }
 
 impl Status {
@@ -152,6 +159,16 @@ pub enum Reply {
     Stats(Snapshot),
     Status(Box<Status>),
     Reload(ReloadOutcome),
+    Role(RoleChange),
+}
+
+/// The answer to `active` / `standby`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RoleChange {
+    /// The role now: "active" or "standby".
+    pub role: String,
+    /// False when the relay already had that role.
+    pub changed: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -433,6 +450,10 @@ mod tests {
                     ..Status::default()
                 })),
                 Command::Reload => Reply::Reload(ReloadOutcome::Unchanged),
+                Command::Active | Command::Standby => Reply::Role(RoleChange {
+                    role: "active".into(),
+                    changed: false,
+                }),
             };
             call.reply.send(reply).is_ok()
         })

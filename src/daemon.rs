@@ -147,6 +147,7 @@ impl State {
             status.queriers = q.describe(Instant::now());
         }
         status.ingress_drop = self.stack_drop.describe();
+        status.role = relay.role().name().to_string();
         status.ingress_drop_keys = self.stack_drop.keys();
         status
     }
@@ -276,6 +277,12 @@ impl State {
                 "[relay] {key} changed: it takes effect at the next restart; applying the rest"
             );
         }
+        if old.role_standby != new.role_standby {
+            log::warn!(
+                "[relay] role only sets the role at start; the running relay stays {} (`mcr active` or `mcr standby` switch it)",
+                relay.role().name()
+            );
+        }
         if old.ring_memory != new.ring_memory {
             log::warn!(
                 "[relay] ring_memory changed: rings opened from now on (new input interfaces) \
@@ -368,6 +375,24 @@ impl State {
     }
 }
 
+/// Makes the relay active or standby (see `role`), logs a change and tells systemd.
+fn switch_role(relay: &Relay, standby: bool) -> control::RoleChange {
+    let changed = relay.role().set_standby(standby);
+    let role = relay.role().name();
+    if changed {
+        if standby {
+            log::warn!("role: standby — sending nothing; rings and groups stay, so `mcr active` takes over at once");
+        } else {
+            log::info!("role: active — forwarding");
+        }
+        let _ = sd_notify::notify(&[sd_notify::NotifyState::Status(&ready_status(relay))]);
+    }
+    control::RoleChange {
+        role: role.to_string(),
+        changed,
+    }
+}
+
 /// Logs interfaces that went missing (and the flows that now wait for them) and those that
 /// came back; nothing when the set did not change.
 fn log_waiting(before: &BTreeMap<IfName, Vec<String>>, after: &BTreeMap<IfName, Vec<String>>) {
@@ -395,7 +420,8 @@ fn ready_status(relay: &Relay) -> String {
     let waiting = table.flows().iter().filter(|f| f.ifindex.is_none()).count();
 
     format!(
-        "generation {}: {} flows ({} waiting for an interface), {} groups on {} interfaces",
+        "{}, generation {}: {} flows ({} waiting for an interface), {} groups on {} interfaces",
+        relay.role().name(),
         table.generation(),
         table.flows().len(),
         waiting,
@@ -703,6 +729,8 @@ fn serve(
                     Command::Stats => Reply::Stats(state.stats(relay)),
                     Command::Status => Reply::Status(Box::new(state.status(relay))),
                     Command::Reload => Reply::Reload(reload(state, relay, services)),
+                    Command::Active => Reply::Role(switch_role(relay, false)),
+                    Command::Standby => Reply::Role(switch_role(relay, true)),
                 };
                 let _ = call.reply.send(reply);
             }

@@ -21,6 +21,7 @@ pub mod privilege;
 pub mod querier;
 pub mod relay;
 pub mod reload;
+pub mod role;
 pub mod serve;
 pub mod stackdrop;
 pub mod stats;

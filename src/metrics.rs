@@ -161,6 +161,16 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         "Multicast groups joined per input interface",
         groups,
     );
+    let role = Family::<Labels, Gauge>::default();
+    for name in ["active", "standby"] {
+        role.get_or_create(&vec![("role".into(), name.into())])
+            .set(i64::from(status.role == name));
+    }
+    r.register(
+        "role",
+        "1 for the relay's role: active (forwards) or standby (receives, sends nothing)",
+        role,
+    );
     let drop_keys = Gauge::<i64>::default();
     drop_keys.set(status.ingress_drop_keys as i64);
     r.register(

@@ -19,6 +19,7 @@ use crate::ingress::{Fanout, Ring, RingSpec};
 use crate::limits::RingBudget;
 use crate::links::{LinkFacts, LinkView};
 use crate::membership::Memberships;
+use crate::role::Role;
 use crate::stats::{FlowSnapshot, OutputSnapshot, Snapshot, WorkerStats};
 use crate::table::{Env, Table, TableError};
 use crate::worker::{Command, OnExit, Worker};
@@ -97,6 +98,8 @@ impl Env for Host {
 
 pub struct Relay {
     table: Arc<ArcSwap<Table>>,
+    /// Active or standby: read by every worker once per batch.
+    role: Arc<Role>,
     workers: Vec<Worker>,
     /// Outlives the workers, so the final snapshot still has their counters.
     worker_stats: Vec<Arc<WorkerStats>>,
@@ -137,14 +140,22 @@ impl Relay {
             }
         }
         let shared = Arc::new(ArcSwap::from_pointee(table));
+        let role = Arc::new(Role::new(config.relay.role_standby));
         let mut started = Vec::with_capacity(workers);
         for (id, rings) in rings.into_iter().enumerate() {
-            let w = Worker::spawn(id, shared.clone(), rings, on_worker_exit.clone())
-                .map_err(|source| StartError::Worker { id, source })?;
+            let w = Worker::spawn(
+                id,
+                shared.clone(),
+                role.clone(),
+                rings,
+                on_worker_exit.clone(),
+            )
+            .map_err(|source| StartError::Worker { id, source })?;
             started.push(w);
         }
         let mut relay = Relay {
             table: shared,
+            role,
             worker_stats: started.iter().map(|w| w.stats().clone()).collect(),
             workers: started,
             memberships: Memberships::kernel(),
@@ -169,6 +180,11 @@ impl Relay {
 
     pub fn table(&self) -> Arc<Table> {
         self.table.load_full()
+    }
+
+    /// Active (forwards) or standby (receives, sends nothing).
+    pub fn role(&self) -> &Role {
+        &self.role
     }
 
     /// Applies `config` live against the interfaces as `links` describes them (a config

@@ -37,10 +37,12 @@ pub enum Drop {
     EgressFull,
     /// Any other send error, also counted per output by errno.
     SendError,
+    /// A datagram for a flow, taken in while the relay is standby: not sent (see `role`).
+    Standby,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 10] = [
+    pub const ALL: [Drop; 11] = [
         Drop::NoMatch,
         Drop::Fragment,
         Drop::Malformed,
@@ -51,6 +53,7 @@ impl Drop {
         Drop::Checksum,
         Drop::EgressFull,
         Drop::SendError,
+        Drop::Standby,
     ];
 
     pub fn name(self) -> &'static str {
@@ -65,6 +68,7 @@ impl Drop {
             Drop::Checksum => "checksum",
             Drop::EgressFull => "egress_full",
             Drop::SendError => "send_error",
+            Drop::Standby => "standby",
         }
     }
 }

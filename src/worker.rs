@@ -3,7 +3,8 @@
 //!
 //! wait (poll, only when no ring has a ready frame) → load the table once → per ring, take up
 //! to [`BATCH`] ready frames → parse → look up → queue a send per output straight from ring
-//! memory → one `io_uring_enter` for the batch → count completions → hand frames back.
+//! memory (none while the relay is standby: [`crate::role`]) → one `io_uring_enter` for the
+//! batch → count completions → hand frames back.
 //!
 //! The control thread talks to a worker only through [`Command`]s and an eventfd that wakes
 //! it; the table arrives through `arc-swap`.
@@ -21,6 +22,7 @@ use nix::sys::eventfd::{EfdFlags, EventFd};
 
 use crate::egress::Egress;
 use crate::ingress::Ring;
+use crate::role::Role;
 use crate::stats::{Drop, WorkerStats};
 use crate::table::Table;
 use crate::{loopguard, sys, wire};
@@ -61,6 +63,7 @@ impl Worker {
     pub fn spawn(
         id: usize,
         table: Arc<ArcSwap<Table>>,
+        role: Arc<Role>,
         rings: Vec<Ring>,
         on_exit: OnExit,
     ) -> io::Result<Worker> {
@@ -88,6 +91,7 @@ impl Worker {
                 let mut w = Loop {
                     id,
                     cache: Cache::new(table),
+                    role,
                     egress,
                     rings,
                     inbox,
@@ -147,6 +151,7 @@ impl Worker {
 struct Loop {
     id: usize,
     cache: Cache<Arc<ArcSwap<Table>>, Arc<Table>>,
+    role: Arc<Role>,
     // Fields drop in this order: the io_uring goes before the rings its sends point into, so
     // after a failed flush (the only way out with sends possibly in flight) the kernel is told
     // to cancel them before the ring memory is unmapped.
@@ -238,6 +243,7 @@ impl Loop {
         let ifindex = ring.ifindex();
         let drops = &self.stats.drops;
         let now_ns = crate::stats::monotonic_ns();
+        let standby = self.role.is_standby();
         let mut n = 0;
         while n < BATCH {
             let Some(frame) = ring.frame(n) else { break };
@@ -282,6 +288,10 @@ impl Loop {
                 continue;
             }
             flow.stats.add(d.payload.len(), now_ns);
+            if standby {
+                drops.add(Drop::Standby, 1);
+                continue;
+            }
             for (oi, out) in flow.outputs.iter().enumerate() {
                 // A waiting output (interface missing, down or without an address) has no socket.
                 let Some(path) = &out.path else { continue };

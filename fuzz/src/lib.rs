@@ -325,6 +325,8 @@ pub fn control(data: &[u8]) {
                 Command::Stats => "stats",
                 Command::Status => "status",
                 Command::Reload => "reload",
+                Command::Active => "active",
+                Command::Standby => "standby",
             };
             let canonical = format!(r#"{{"v":{},"cmd":"{name}"}}"#, control::PROTOCOL);
             assert_eq!(control::parse_request(&canonical), Ok(command));

@@ -40,6 +40,7 @@ pub(super) struct RawRelay {
     pub loop_guard: Option<Spanned<String>>,
     pub ring_memory: Option<Spanned<String>>,
     pub local_delivery: Option<bool>,
+    pub role: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -203,7 +203,7 @@ fn relay_settings_are_read() {
         "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
          control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
          egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n\
-         loop_guard = \"off\"\nring_memory = \"1GiB\"\nlocal_delivery = true\n",
+         loop_guard = \"off\"\nring_memory = \"1GiB\"\nlocal_delivery = true\nrole = \"standby\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -222,6 +222,7 @@ fn relay_settings_are_read() {
             loop_guard: None,
             ring_memory: 1 << 30,
             local_delivery: true,
+            role_standby: true,
         }
     );
     assert_eq!(

@@ -258,7 +258,19 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|m| self.ring_memory(m))
             .unwrap_or(defaults.ring_memory);
+        let role_standby = match raw.role.as_ref().map(|r| (r, r.get_ref().as_str())) {
+            None | Some((_, "active")) => false,
+            Some((_, "standby")) => true,
+            Some((r, other)) => {
+                self.error(
+                    r.span(),
+                    format!("role {other:?} is not a role; use \"active\" (the default: forward) or \"standby\" (receive and send nothing until `mcr active`, for the standby of a pair)"),
+                );
+                false
+            }
+        };
         RelaySettings {
+            role_standby,
             ring_memory,
             loop_guard,
             idle_after,
