@@ -332,15 +332,11 @@ impl State {
         q.sync(&inputs, Instant::now());
     }
 
-    /// Makes the ingress drop match the running table: right after every change of it, in
-    /// the same control-thread step, so no drop outlives the flow it was for.
     fn sync_stack_drop(&mut self, relay: &Relay) {
-        let started = Instant::now();
-        let want = Drops::of(&relay.table(), self.config.relay.local_delivery);
-        self.stack_drop.sync(want);
-        log::debug!(
-            "ingress drop synced in {:.1} ms",
-            started.elapsed().as_secs_f64() * 1e3
+        sync_stack_drop(
+            &mut self.stack_drop,
+            relay,
+            self.config.relay.local_delivery,
         );
     }
 
@@ -373,6 +369,17 @@ impl State {
             }
         }
     }
+}
+
+/// Makes the ingress drop match the running table: at start and right after every change of
+/// it, in the same control-thread step, so no drop outlives the flow it was for.
+fn sync_stack_drop(stack_drop: &mut StackDrop, relay: &Relay, default_local: bool) {
+    let started = Instant::now();
+    stack_drop.sync(Drops::of(&relay.table(), default_local));
+    log::debug!(
+        "ingress drop synced in {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
 }
 
 /// Makes the relay active or standby (see `role`), logs a change and tells systemd.
@@ -493,7 +500,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     }
     // Before READY=1: ready means the drop is in place too.
     let mut stack_drop = StackDrop::new();
-    stack_drop.sync(Drops::of(&relay.table(), config.relay.local_delivery));
+    sync_stack_drop(&mut stack_drop, &relay, config.relay.local_delivery);
     let table = relay.table();
     log::info!(
         "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, \
