@@ -256,39 +256,7 @@ impl State {
         if let Err(e) = need.fit(crate::limits::open_files()) {
             return rejected(vec![format!("{}: {e}", path.display())]);
         }
-        let (old, new) = (&self.config.relay, &config.relay);
-        if (old.querier, old.query_interval) != (new.querier, new.query_interval) {
-            log::warn!(
-                "querier and query_interval need a restart; keeping querier = {:?}, query_interval = {:?}",
-                old.querier.name(),
-                humantime::format_duration(old.query_interval).to_string()
-            );
-        }
-        if let Some(w) = config.relay.workers {
-            if w.get() != relay.worker_count() {
-                log::warn!(
-                    "workers = {w} needs a restart; keeping {} workers, applying the rest",
-                    relay.worker_count()
-                );
-            }
-        }
-        for key in needs_restart(old, new) {
-            log::warn!(
-                "[relay] {key} changed: it takes effect at the next restart; applying the rest"
-            );
-        }
-        if old.role_standby != new.role_standby {
-            log::warn!(
-                "[relay] role only sets the role at start; the running relay stays {} (`mcr active` or `mcr standby` switch it)",
-                relay.role().name()
-            );
-        }
-        if old.ring_memory != new.ring_memory {
-            log::warn!(
-                "[relay] ring_memory changed: rings opened from now on (new input interfaces) \
-                 are held to it; rings already open keep their size until the next restart"
-            );
-        }
+        warn_unapplied(&self.config.relay, &config.relay, relay);
         let _ = sd_notify::notify(&[
             sd_notify::NotifyState::Reloading,
             sd_notify::NotifyState::MonotonicUsec(i128::from(crate::stats::monotonic_ns() / 1000)),
@@ -799,6 +767,40 @@ fn log_stats(snap: &Snapshot, previous: Option<&(Snapshot, Instant)>) {
     }
     if prev.is_none_or(|(p, _)| p.drops != snap.drops || p.frames != snap.frames) {
         log::info!("{}", drop_line[0]);
+    }
+}
+
+/// Logs each `[relay]` setting whose change this reload cannot apply, and what stays.
+fn warn_unapplied(old: &RelaySettings, new: &RelaySettings, relay: &Relay) {
+    if (old.querier, old.query_interval) != (new.querier, new.query_interval) {
+        log::warn!(
+            "querier and query_interval need a restart; keeping querier = {:?}, query_interval = {:?}",
+            old.querier.name(),
+            humantime::format_duration(old.query_interval).to_string()
+        );
+    }
+    if let Some(w) = new.workers {
+        if w.get() != relay.worker_count() {
+            log::warn!(
+                "workers = {w} needs a restart; keeping {} workers, applying the rest",
+                relay.worker_count()
+            );
+        }
+    }
+    for key in needs_restart(old, new) {
+        log::warn!("[relay] {key} changed: it takes effect at the next restart; applying the rest");
+    }
+    if old.role_standby != new.role_standby {
+        log::warn!(
+            "[relay] role only sets the role at start; the running relay stays {} (`mcr active` or `mcr standby` switch it)",
+            relay.role().name()
+        );
+    }
+    if old.ring_memory != new.ring_memory {
+        log::warn!(
+            "[relay] ring_memory changed: rings opened from now on (new input interfaces) \
+             are held to it; rings already open keep their size until the next restart"
+        );
     }
 }
 
