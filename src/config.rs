@@ -6,8 +6,10 @@
 //!
 //! Invariants of a [`Config`] returned by [`Config::load`] or
 //! [`Config::parse`]:
-//! - every group is IPv4 multicast (224.0.0.0/4), every `source` is a unicast
-//!   address, every port is 1–65535 and every ttl 1–255;
+//! - every group is multicast, IPv4 (224.0.0.0/4) or IPv6 (ff00::/8, of link scope or
+//!   wider), every `source` and unicast `address` a unicast address of its group's family
+//!   (an input's source of the input group's, an output's of the output's destination's),
+//!   every port is 1–65535 and every ttl (IPv6: hop limit) 1–255;
 //! - every interface name is one the Linux kernel would accept (this module
 //!   does not check that the interface exists; that is done at run time);
 //! - flow names are unique, non-empty, at most 64 characters of
@@ -25,6 +27,7 @@
 //! On failure, every problem in the file is reported at once, each with its
 //! file, line and column and a hint on how to fix it.
 
+mod address;
 mod blocks;
 mod error;
 mod ifname;
@@ -33,7 +36,7 @@ mod validate;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -227,10 +230,11 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Input {
     pub interface: IfName,
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     pub port: u16,
-    /// Source-specific multicast: accept only this sender. `None` is any sender.
-    pub source: Option<Ipv4Addr>,
+    /// Source-specific multicast: accept only this sender (same family as `group`). `None`
+    /// is any sender.
+    pub source: Option<IpAddr>,
 }
 
 impl fmt::Display for Input {
@@ -247,19 +251,23 @@ impl fmt::Display for Input {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Output {
     pub interface: IfName,
-    /// The destination: a multicast group, or with `unicast` one receiver's address.
-    pub group: Ipv4Addr,
+    /// The destination: a multicast group, or with `unicast` one receiver's address. Its
+    /// family is the output's, whatever the input's (a flow may translate).
+    pub group: IpAddr,
     /// `address = …` in the file: a unicast destination, sent through the interface's UDP
     /// socket whatever `egress` says (the kernel resolves the receiver's MAC).
     pub unicast: bool,
     pub port: u16,
+    /// IPv4 TTL or IPv6 hop limit: one key for both families (RFC 8200 renamed the field,
+    /// not its meaning), so a flow's outputs read alike whatever family each sends.
     pub ttl: u8,
-    /// DSCP (0–63) the output's datagrams carry in the IPv4 TOS byte's upper six bits;
+    /// DSCP (0–63) the output's datagrams carry in the IPv4 TOS byte's (IPv6 traffic class's)
+    /// upper six bits;
     /// `None` keeps each input datagram's own (the default).
     pub dscp: Option<u8>,
     /// The source address the output's datagrams carry; `None`: the interface's own (the
-    /// address the kernel would choose there).
-    pub source: Option<Ipv4Addr>,
+    /// address the kernel would choose there). Same family as `group`.
+    pub source: Option<IpAddr>,
 }
 
 impl fmt::Display for Output {

@@ -12,8 +12,8 @@
 //!   packet — the UDP path spent 45 % of the worker there (docs/BENCHMARKS.md);
 //! - **datagram**: `IORING_OP_SENDMSG` of the payload on the interface's UDP socket, naming the
 //!   output's group and port and carrying its TTL and TOS as `IP_TTL`/`IP_TOS` control
-//!   messages, for `egress = "udp"`, for datagrams larger than the output MTU and for
-//!   non-Ethernet outputs.
+//!   messages (IPv6: `IPV6_HOPLIMIT`/`IPV6_TCLASS`), for `egress = "udp"`, for datagrams
+//!   larger than the output MTU, for unicast and for non-Ethernet outputs.
 //!
 //! Sends carry `MSG_DONTWAIT`: a full socket buffer or queue completes at once with
 //! `-EAGAIN`/`-ENOBUFS` (counted as `egress_full`) instead of parking the request, so every
@@ -28,11 +28,12 @@ pub mod frame;
 pub mod output;
 
 use std::io;
+use std::net::SocketAddr;
 use std::os::fd::RawFd;
 
 use io_uring::{opcode, types, IoUring};
 
-use frame::HEADER_LEN;
+use frame::MAX_HEADER_LEN;
 pub use output::{Destination, InterfaceSockets, OutputPath, Route};
 
 /// Room for two `int` control messages (`IP_TTL`, `IP_TOS`), aligned as `cmsghdr` requires.
@@ -40,11 +41,12 @@ pub use output::{Destination, InterfaceSockets, OutputPath, Route};
 struct Control([u8; 64]);
 
 /// One send's headers and the kernel-facing descriptors that point at them, all set once in
-/// [`Egress::new`]: `msg` (a frame) names `iov` = [`header`, payload]; `dgram` (a datagram)
-/// names `addr`, `iov[1]` = [payload] and `control`. Per send only the headers, the payload
-/// iovec, the address and the two control values are written.
+/// [`Egress::new`]: `msg` (a frame) names `iov` = [`header`, payload]; `dgram` (an IPv4
+/// datagram) names `addr`, `iov[1]` = [payload] and `control`; `dgram6` likewise with
+/// `addr6` and `control6`. Per send only the headers and their length, the payload iovec, the
+/// address and the two control values are written.
 struct Slot {
-    header: [u8; HEADER_LEN],
+    header: [u8; MAX_HEADER_LEN],
     iov: [libc::iovec; 2],
     msg: libc::msghdr,
     addr: libc::sockaddr_in,
@@ -53,6 +55,12 @@ struct Slot {
     /// Offsets in `control` of the `IP_TTL` and `IP_TOS` values.
     ttl_at: usize,
     tos_at: usize,
+    addr6: libc::sockaddr_in6,
+    control6: Control,
+    dgram6: libc::msghdr,
+    /// Offsets in `control6` of the `IPV6_HOPLIMIT` and `IPV6_TCLASS` values.
+    hops_at: usize,
+    tclass_at: usize,
 }
 
 /// One worker's io_uring for sends.
@@ -72,7 +80,7 @@ impl Egress {
             .build(entries)
             .or_else(|_| IoUring::new(entries))?;
         let slot = || Slot {
-            header: [0; HEADER_LEN],
+            header: [0; MAX_HEADER_LEN],
             iov: [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
@@ -86,13 +94,20 @@ impl Egress {
             dgram: unsafe { std::mem::zeroed() },
             ttl_at: 0,
             tos_at: 0,
+            // SAFETY: as above.
+            addr6: unsafe { std::mem::zeroed() },
+            control6: Control([0; 64]),
+            // SAFETY: as above.
+            dgram6: unsafe { std::mem::zeroed() },
+            hops_at: 0,
+            tclass_at: 0,
         };
         let mut slots: Box<[Slot]> = (0..ring.params().sq_entries()).map(|_| slot()).collect();
         // The descriptors point into their own slot, which never moves (boxed slice): set once.
         for slot in slots.iter_mut() {
             slot.iov[0] = libc::iovec {
                 iov_base: slot.header.as_mut_ptr().cast(),
-                iov_len: HEADER_LEN,
+                iov_len: 0, // per frame: the template's length
             };
             slot.msg.msg_iov = slot.iov.as_mut_ptr();
             slot.msg.msg_iovlen = 2;
@@ -101,9 +116,25 @@ impl Egress {
             slot.dgram.msg_namelen = std::mem::size_of::<libc::sockaddr_in>() as u32;
             slot.dgram.msg_iov = (&raw mut slot.iov[1]).cast();
             slot.dgram.msg_iovlen = 1;
-            let (ttl_at, tos_at) = control_messages(&mut slot.dgram, &mut slot.control);
+            let ip = [libc::IP_TTL, libc::IP_TOS];
+            let (ttl_at, tos_at) =
+                control_messages(&mut slot.dgram, &mut slot.control, libc::IPPROTO_IP, ip);
             slot.ttl_at = ttl_at;
             slot.tos_at = tos_at;
+            slot.addr6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            slot.dgram6.msg_name = (&raw mut slot.addr6).cast();
+            slot.dgram6.msg_namelen = std::mem::size_of::<libc::sockaddr_in6>() as u32;
+            slot.dgram6.msg_iov = (&raw mut slot.iov[1]).cast();
+            slot.dgram6.msg_iovlen = 1;
+            let ip6 = [libc::IPV6_HOPLIMIT, libc::IPV6_TCLASS];
+            let (hops_at, tclass_at) = control_messages(
+                &mut slot.dgram6,
+                &mut slot.control6,
+                libc::IPPROTO_IPV6,
+                ip6,
+            );
+            slot.hops_at = hops_at;
+            slot.tclass_at = tclass_at;
         }
         Ok(Egress {
             ring,
@@ -155,7 +186,7 @@ impl Egress {
         let Some(slot) = self.slots.get_mut(self.queued) else {
             return false;
         };
-        template.fill(&mut slot.header, payload.len(), tos);
+        slot.iov[0].iov_len = template.fill(&mut slot.header, payload.len(), tos);
         slot.iov[1] = libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,
             iov_len: payload.len(),
@@ -189,17 +220,30 @@ impl Egress {
         let Some(slot) = self.slots.get_mut(self.queued) else {
             return false;
         };
-        slot.addr.sin_port = dest.addr.port().to_be();
-        slot.addr.sin_addr.s_addr = u32::from(*dest.addr.ip()).to_be();
         let ttl = libc::c_int::from(dest.ttl).to_ne_bytes();
         let tos = libc::c_int::from(frame::out_tos(dest.dscp, tos)).to_ne_bytes();
-        slot.control.0[slot.ttl_at..slot.ttl_at + 4].copy_from_slice(&ttl);
-        slot.control.0[slot.tos_at..slot.tos_at + 4].copy_from_slice(&tos);
+        let msg = match dest.addr {
+            SocketAddr::V4(a) => {
+                slot.addr.sin_port = a.port().to_be();
+                slot.addr.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+                slot.control.0[slot.ttl_at..slot.ttl_at + 4].copy_from_slice(&ttl);
+                slot.control.0[slot.tos_at..slot.tos_at + 4].copy_from_slice(&tos);
+                &raw const slot.dgram
+            }
+            SocketAddr::V6(a) => {
+                slot.addr6.sin6_port = a.port().to_be();
+                slot.addr6.sin6_addr.s6_addr = a.ip().octets();
+                slot.addr6.sin6_scope_id = a.scope_id();
+                slot.control6.0[slot.hops_at..slot.hops_at + 4].copy_from_slice(&ttl);
+                slot.control6.0[slot.tclass_at..slot.tclass_at + 4].copy_from_slice(&tos);
+                &raw const slot.dgram6
+            }
+        };
         slot.iov[1] = libc::iovec {
             iov_base: payload.as_ptr() as *mut libc::c_void,
             iov_len: payload.len(),
         };
-        let entry = opcode::SendMsg::new(types::Fd(fd), &slot.dgram)
+        let entry = opcode::SendMsg::new(types::Fd(fd), msg)
             .flags(libc::MSG_DONTWAIT as u32)
             .build()
             .user_data(token);
@@ -236,9 +280,15 @@ impl Egress {
     }
 }
 
-/// Lays out an `IP_TTL` and an `IP_TOS` control message (`int` each) in `control` and points
-/// `msg` at them; returns the offsets of their values in `control`.
-fn control_messages(msg: &mut libc::msghdr, control: &mut Control) -> (usize, usize) {
+/// Lays out two control messages of `level` and `kinds` (`int` each: `IP_TTL` and `IP_TOS`,
+/// or their IPv6 twins) in `control` and points `msg` at them; returns the offsets of their
+/// values in `control`.
+fn control_messages(
+    msg: &mut libc::msghdr,
+    control: &mut Control,
+    level: libc::c_int,
+    kinds: [libc::c_int; 2],
+) -> (usize, usize) {
     let int = std::mem::size_of::<libc::c_int>() as u32;
     // SAFETY: CMSG_SPACE/CMSG_LEN are pure arithmetic.
     let (space, len) = unsafe { (libc::CMSG_SPACE(int) as usize, libc::CMSG_LEN(int) as usize) };
@@ -252,9 +302,9 @@ fn control_messages(msg: &mut libc::msghdr, control: &mut Control) -> (usize, us
     // `msg_controllen`, and CMSG_DATA points into the message it is given.
     unsafe {
         let mut cmsg = libc::CMSG_FIRSTHDR(msg);
-        for (i, kind) in [libc::IP_TTL, libc::IP_TOS].into_iter().enumerate() {
+        for (i, kind) in kinds.into_iter().enumerate() {
             assert!(!cmsg.is_null());
-            (*cmsg).cmsg_level = libc::IPPROTO_IP;
+            (*cmsg).cmsg_level = level;
             (*cmsg).cmsg_type = kind;
             (*cmsg).cmsg_len = len as _;
             at[i] = libc::CMSG_DATA(cmsg).offset_from(base) as usize;
@@ -271,10 +321,7 @@ mod tests {
     use std::net::UdpSocket;
     use std::os::fd::{AsFd, AsRawFd};
 
-    fn to(addr: std::net::SocketAddr, ttl: u8, dscp: Option<u8>) -> Destination {
-        let std::net::SocketAddr::V4(addr) = addr else {
-            panic!("IPv4 only")
-        };
+    fn to(addr: SocketAddr, ttl: u8, dscp: Option<u8>) -> Destination {
         Destination { addr, ttl, dscp }
     }
 

@@ -8,7 +8,8 @@
 //!
 //! Why `FANOUT_HASH`: the hash covers addresses and ports, so a flow always lands on the same
 //! worker and is never reordered. Why the socket filter and `PACKET_IGNORE_OUTGOING`: the
-//! ring copies only IPv4 UDP to 224.0.0.0/4, and never a frame this host transmits — mcr can
+//! ring copies only multicast UDP (IPv4 to 224.0.0.0/4, IPv6 to ff00::/8, see [`filter`]),
+//! and never a frame this host transmits — mcr can
 //! never read its own output back. The filter is attached before the socket is bound, so no
 //! unfiltered frame is ever queued.
 //!
@@ -23,6 +24,8 @@ use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys;
+
+mod filter;
 
 /// `tpacket_versions::TPACKET_V2`.
 const TPACKET_V2: i32 = 1;
@@ -296,48 +299,9 @@ impl Drop for Ring {
     }
 }
 
-/// Classic BPF: accept IPv4 UDP to 224.0.0.0/4 (untagged or one 802.1Q tag), never frames
-/// this host sends or loops back. Everything else is refused before it is copied.
+/// Attaches [`filter::program`]: multicast UDP of either family, never our own frames.
 fn attach_filter(fd: &OwnedFd) -> io::Result<()> {
-    use libc::{
-        BPF_ABS, BPF_ALU, BPF_AND, BPF_B, BPF_H, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_RET, BPF_W,
-    };
-    let stmt = |code: u32, k: u32| libc::sock_filter {
-        code: code as u16,
-        jt: 0,
-        jf: 0,
-        k,
-    };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (BPF_JMP | BPF_JEQ | BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    let pkttype = (libc::SKF_AD_OFF + libc::SKF_AD_PKTTYPE) as u32;
-    // Jump offsets count instructions after the jump; the targets are named in comments.
-    let program = [
-        stmt(BPF_LD | BPF_W | BPF_ABS, pkttype),      // 0
-        jeq(u32::from(libc::PACKET_OUTGOING), 17, 0), // 1: -> 19 drop
-        jeq(u32::from(libc::PACKET_LOOPBACK), 16, 0), // 2: -> 19 drop
-        stmt(BPF_LD | BPF_H | BPF_ABS, 12),           // 3: ethertype
-        jeq(0x0800, 1, 0),                            // 4: -> 6 ipv4
-        jeq(0x8100, 5, 13),                           // 5: -> 11 vlan, else 19 drop
-        stmt(BPF_LD | BPF_B | BPF_ABS, 14 + 9),       // 6: protocol
-        jeq(17, 0, 11),                               // 7: else -> 19
-        stmt(BPF_LD | BPF_W | BPF_ABS, 14 + 16),      // 8: destination
-        stmt(BPF_ALU | BPF_AND | BPF_K, 0xf000_0000), // 9
-        jeq(0xe000_0000, 7, 8),                       // 10: -> 18 accept, else 19
-        stmt(BPF_LD | BPF_H | BPF_ABS, 16),           // 11: inner ethertype
-        jeq(0x0800, 0, 6),                            // 12: else -> 19
-        stmt(BPF_LD | BPF_B | BPF_ABS, 18 + 9),       // 13
-        jeq(17, 0, 4),                                // 14: else -> 19
-        stmt(BPF_LD | BPF_W | BPF_ABS, 18 + 16),      // 15
-        stmt(BPF_ALU | BPF_AND | BPF_K, 0xf000_0000), // 16
-        jeq(0xe000_0000, 0, 1),                       // 17: -> 18, else 19
-        stmt(BPF_RET | BPF_K, 0x0004_0000),           // 18: accept (the ring truncates)
-        stmt(BPF_RET | BPF_K, 0),                     // 19: drop
-    ];
+    let program = filter::program();
     let prog = libc::sock_fprog {
         len: program.len() as u16,
         filter: program.as_ptr() as *mut libc::sock_filter,

@@ -1,13 +1,16 @@
-//! IGMP group memberships, held by pools of helper sockets.
+//! IGMP and MLD group memberships, held by pools of helper sockets.
 //!
 //! mcr reads packets below the IP stack, so a membership is not needed to *receive*; it is
 //! needed so that the kernel sends IGMP reports (switches with IGMP snooping and upstream
 //! routers then forward the group) and programs the NIC's multicast filter.
 //!
-//! The kernel caps memberships per socket (`net.ipv4.igmp_max_memberships`, 20 by default) and
-//! sources per group per socket (`net.ipv4.igmp_max_msf`, 10). Rather than asking operators to
-//! raise sysctls, each interface gets a pool of helper sockets and every join goes to the first
-//! socket with room. Invariants:
+//! The kernel caps IPv4 memberships per socket (`net.ipv4.igmp_max_memberships`, 20 by default)
+//! and sources per group per socket (`net.ipv4.igmp_max_msf`, 10). IPv6 has no count: each
+//! membership is charged to the socket's option memory (`net.core.optmem_max`, 128 KiB on
+//! current kernels, 20 KiB before 6.9): 56 bytes for a group and 24 + 16 per source (in blocks
+//! of ten) for its source list, and sources per group are capped by `net.ipv6.mld_max_msf`
+//! (64). Rather than asking operators to raise sysctls, each interface gets a pool of helper
+//! sockets per family and every join goes to the first socket with room. Invariants:
 //! - no socket ever holds more groups, or more sources for one group, than [`Limits`] allows;
 //! - a group is never held in any-source and source-specific mode on the same socket (the
 //!   kernel refuses that mix);
@@ -19,39 +22,67 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, OwnedFd};
 
 use crate::sys;
 
-/// Per-socket membership limits of the current network namespace.
+/// Per-socket membership limits of the current network namespace, per family.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Groups per socket (`net.ipv4.igmp_max_memberships`).
+    /// IPv4 groups per socket (`net.ipv4.igmp_max_memberships`).
     pub max_memberships: usize,
-    /// Sources per group per socket (`net.ipv4.igmp_max_msf`).
+    /// IPv4 sources per group per socket (`net.ipv4.igmp_max_msf`).
     pub max_sources: usize,
+    /// IPv6 groups per socket: the option memory (`net.core.optmem_max`) over
+    /// [`V6_BYTES_PER_GROUP`].
+    pub max_memberships_v6: usize,
+    /// IPv6 sources per group per socket: `net.ipv6.mld_max_msf`, at most
+    /// [`V6_SOURCES_PER_GROUP`].
+    pub max_sources_v6: usize,
 }
 
+/// Option memory budgeted per IPv6 group on a helper socket: the group's `ipv6_mc_socklist`
+/// (56 bytes) and a source list of up to [`V6_SOURCES_PER_GROUP`] (24 + 16 × 10), rounded
+/// up, so a socket full of source-specific groups still fits `optmem_max`.
+pub const V6_BYTES_PER_GROUP: usize = 256;
+/// Sources per IPv6 group per helper socket, so [`V6_BYTES_PER_GROUP`] holds.
+pub const V6_SOURCES_PER_GROUP: usize = 10;
+
 impl Limits {
-    /// The kernel defaults, used when the sysctls cannot be read.
+    /// The kernel defaults, used when the sysctls cannot be read (`optmem_max` as before
+    /// Linux 6.9, the smaller).
     pub const DEFAULT: Limits = Limits {
         max_memberships: 20,
         max_sources: 10,
+        max_memberships_v6: 20_480 / V6_BYTES_PER_GROUP,
+        max_sources_v6: V6_SOURCES_PER_GROUP,
     };
 
     /// Reads the limits of the calling thread's network namespace.
     pub fn read() -> Limits {
         let read = |name: &str, fallback: usize| {
-            std::fs::read_to_string(format!("/proc/sys/net/ipv4/{name}"))
+            std::fs::read_to_string(format!("/proc/sys/net/{name}"))
                 .ok()
                 .and_then(|s| s.trim().parse::<usize>().ok())
                 .filter(|&n| n > 0)
                 .unwrap_or(fallback)
         };
+        let d = Self::DEFAULT;
+        let optmem = read("core/optmem_max", d.max_memberships_v6 * V6_BYTES_PER_GROUP);
         Limits {
-            max_memberships: read("igmp_max_memberships", Self::DEFAULT.max_memberships),
-            max_sources: read("igmp_max_msf", Self::DEFAULT.max_sources),
+            max_memberships: read("ipv4/igmp_max_memberships", d.max_memberships),
+            max_sources: read("ipv4/igmp_max_msf", d.max_sources),
+            max_memberships_v6: (optmem / V6_BYTES_PER_GROUP).max(1),
+            max_sources_v6: read("ipv6/mld_max_msf", d.max_sources_v6).min(V6_SOURCES_PER_GROUP),
+        }
+    }
+
+    /// (groups per socket, sources per group per socket) for `group`'s family.
+    pub fn of(&self, group: IpAddr) -> (usize, usize) {
+        match group {
+            IpAddr::V4(_) => (self.max_memberships, self.max_sources),
+            IpAddr::V6(_) => (self.max_memberships_v6, self.max_sources_v6),
         }
     }
 }
@@ -60,14 +91,23 @@ impl Limits {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Membership {
     pub ifindex: u32,
-    pub group: Ipv4Addr,
-    pub source: Option<Ipv4Addr>,
+    pub group: IpAddr,
+    /// Same family as `group`.
+    pub source: Option<IpAddr>,
+}
+
+impl Membership {
+    /// The helper-socket pool that holds it: per interface and family.
+    fn pool(&self) -> (u32, bool) {
+        (self.ifindex, self.group.is_ipv6())
+    }
 }
 
 /// The kernel side of a membership, a seam so the pool arithmetic is testable without root.
 pub trait Backend {
     type Socket;
-    fn open(&mut self) -> io::Result<Self::Socket>;
+    /// A helper socket of the family of IPv6 when `v6`, else IPv4.
+    fn open(&mut self, v6: bool) -> io::Result<Self::Socket>;
     fn join(&mut self, socket: &Self::Socket, m: &Membership) -> io::Result<()>;
     fn leave(&mut self, socket: &Self::Socket, m: &Membership) -> io::Result<()>;
 }
@@ -81,14 +121,15 @@ enum Mode {
 
 struct Slot<S> {
     socket: S,
-    groups: HashMap<Ipv4Addr, Mode>,
+    groups: HashMap<IpAddr, Mode>,
 }
 
 impl<S> Slot<S> {
     fn has_room(&self, m: &Membership, limits: Limits) -> bool {
+        let (max_groups, max_sources) = limits.of(m.group);
         match (self.groups.get(&m.group), m.source) {
-            (None, _) => self.groups.len() < limits.max_memberships,
-            (Some(Mode::Sources(n)), Some(_)) => *n < limits.max_sources,
+            (None, _) => self.groups.len() < max_groups,
+            (Some(Mode::Sources(n)), Some(_)) => *n < max_sources,
             // A socket holds a group in one mode only, and an any-source join is never repeated.
             _ => false,
         }
@@ -121,8 +162,9 @@ impl<S> Slot<S> {
 pub struct Memberships<B: Backend = Kernel> {
     backend: B,
     limits: Limits,
-    /// Per interface: its helper sockets. A slot index stays valid until the slot empties.
-    pools: HashMap<u32, Vec<Slot<B::Socket>>>,
+    /// Per interface and family (IPv6?): its helper sockets. A slot index stays valid until
+    /// the slot empties.
+    pools: HashMap<(u32, bool), Vec<Slot<B::Socket>>>,
     /// Users of each membership and the socket that holds it.
     refs: HashMap<Membership, (usize, usize)>,
 }
@@ -151,11 +193,11 @@ impl<B: Backend> Memberships<B> {
             return Ok(false);
         }
         let limits = self.limits;
-        let pool = self.pools.entry(m.ifindex).or_default();
+        let pool = self.pools.entry(m.pool()).or_default();
         let slot = match pool.iter().position(|s| s.has_room(&m, limits)) {
             Some(i) => i,
             None => {
-                let socket = self.backend.open()?;
+                let socket = self.backend.open(m.group.is_ipv6())?;
                 pool.push(Slot {
                     socket,
                     groups: HashMap::new(),
@@ -188,7 +230,7 @@ impl<B: Backend> Memberships<B> {
         self.refs.remove(&m);
         let pool = self
             .pools
-            .get_mut(&m.ifindex)
+            .get_mut(&m.pool())
             .expect("a held membership has a pool");
         let result = self.backend.leave(&pool[slot].socket, &m);
         pool[slot].remove(&m);
@@ -196,13 +238,13 @@ impl<B: Backend> Memberships<B> {
             // Closing the socket would leave anyway; removing the slot shifts later indices.
             pool.remove(slot);
             for (held, (_, s)) in self.refs.iter_mut() {
-                if held.ifindex == m.ifindex && *s > slot {
+                if held.pool() == m.pool() && *s > slot {
                     *s -= 1;
                 }
             }
         }
         if pool.is_empty() {
-            self.pools.remove(&m.ifindex);
+            self.pools.remove(&m.pool());
         }
         result.map(|()| true)
     }
@@ -214,9 +256,12 @@ impl<B: Backend> Memberships<B> {
         v
     }
 
-    /// Number of helper sockets open on `ifindex`.
+    /// Number of helper sockets open on `ifindex`, both families.
     pub fn sockets_on(&self, ifindex: u32) -> usize {
-        self.pools.get(&ifindex).map_or(0, Vec::len)
+        [false, true]
+            .iter()
+            .map(|&v6| self.pools.get(&(ifindex, v6)).map_or(0, Vec::len))
+            .sum()
     }
 
     /// Number of helper sockets open in total.
@@ -226,15 +271,31 @@ impl<B: Backend> Memberships<B> {
 }
 
 /// Real helper sockets: unbound UDP sockets joined with RFC 3678 options by interface index
-/// (which, unlike `IP_ADD_SOURCE_MEMBERSHIP`, works on interfaces without an IPv4 address).
+/// (which, unlike `IP_ADD_SOURCE_MEMBERSHIP`, works on interfaces without an IPv4 address),
+/// the same options for both families.
 pub struct Kernel;
 
 impl Backend for Kernel {
     type Socket = OwnedFd;
 
-    fn open(&mut self) -> io::Result<OwnedFd> {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
-        socket.set_multicast_all_v4(false)?;
+    fn open(&mut self, v6: bool) -> io::Result<OwnedFd> {
+        let domain = if v6 {
+            socket2::Domain::IPV6
+        } else {
+            socket2::Domain::IPV4
+        };
+        let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+        if v6 {
+            socket.set_only_v6(true)?;
+            sys::setsockopt(
+                socket.as_fd(),
+                libc::IPPROTO_IPV6,
+                IPV6_MULTICAST_ALL,
+                &0i32,
+            )?;
+        } else {
+            socket.set_multicast_all_v4(false)?;
+        }
         Ok(socket.into())
     }
 
@@ -247,33 +308,41 @@ impl Backend for Kernel {
     }
 }
 
+/// `IPV6_MULTICAST_ALL` (Linux 4.20), absent from some libc versions.
+const IPV6_MULTICAST_ALL: libc::c_int = 29;
+
 fn group_op(socket: &OwnedFd, m: &Membership, join: bool) -> io::Result<()> {
     let fd = socket.as_fd();
+    let level = if m.group.is_ipv6() {
+        libc::IPPROTO_IPV6
+    } else {
+        libc::IPPROTO_IP
+    };
     match m.source {
         None => {
             let req = libc::group_req {
                 gr_interface: m.ifindex,
-                gr_group: sys::sockaddr_storage_v4(m.group),
+                gr_group: sys::sockaddr_storage(m.group),
             };
             let name = if join {
                 libc::MCAST_JOIN_GROUP
             } else {
                 libc::MCAST_LEAVE_GROUP
             };
-            sys::setsockopt(fd, libc::IPPROTO_IP, name, &req)
+            sys::setsockopt(fd, level, name, &req)
         }
         Some(source) => {
             let req = libc::group_source_req {
                 gsr_interface: m.ifindex,
-                gsr_group: sys::sockaddr_storage_v4(m.group),
-                gsr_source: sys::sockaddr_storage_v4(source),
+                gsr_group: sys::sockaddr_storage(m.group),
+                gsr_source: sys::sockaddr_storage(source),
             };
             let name = if join {
                 libc::MCAST_JOIN_SOURCE_GROUP
             } else {
                 libc::MCAST_LEAVE_SOURCE_GROUP
             };
-            sys::setsockopt(fd, libc::IPPROTO_IP, name, &req)
+            sys::setsockopt(fd, level, name, &req)
         }
     }
 }
@@ -281,6 +350,7 @@ fn group_op(socket: &OwnedFd, m: &Membership, join: bool) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
 
     /// Mimics the kernel's per-socket accounting and refuses what the kernel would refuse.
     #[derive(Default)]
@@ -294,7 +364,7 @@ mod tests {
 
     impl Backend for Fake {
         type Socket = usize;
-        fn open(&mut self) -> io::Result<usize> {
+        fn open(&mut self, _v6: bool) -> io::Result<usize> {
             self.opened += 1;
             Ok(self.opened)
         }
@@ -339,6 +409,8 @@ mod tests {
         let limits = Limits {
             max_memberships,
             max_sources,
+            max_memberships_v6: max_memberships,
+            max_sources_v6: max_sources,
         };
         let fake = Fake {
             limits: Some(limits),
@@ -350,7 +422,7 @@ mod tests {
     fn asm(ifindex: u32, n: u32) -> Membership {
         Membership {
             ifindex,
-            group: Ipv4Addr::from(0xef01_0000 + n),
+            group: Ipv4Addr::from(0xef01_0000 + n).into(),
             source: None,
         }
     }
@@ -396,7 +468,7 @@ mod tests {
     #[test]
     fn sources_respect_msf_and_never_mix_with_any_source() {
         let mut p = pool(20, 3);
-        let group = Ipv4Addr::new(232, 1, 1, 1);
+        let group = Ipv4Addr::new(232, 1, 1, 1).into();
         p.join(Membership {
             ifindex: 1,
             group,
@@ -407,7 +479,7 @@ mod tests {
             p.join(Membership {
                 ifindex: 1,
                 group,
-                source: Some(Ipv4Addr::from(0x0a00_0001 + s)),
+                source: Some(Ipv4Addr::from(0x0a00_0001 + s).into()),
             })
             .unwrap();
         }
@@ -441,5 +513,37 @@ mod tests {
     fn limits_fall_back_to_kernel_defaults() {
         let l = Limits::read();
         assert!(l.max_memberships > 0 && l.max_sources > 0);
+        assert!(l.max_memberships_v6 > 0 && l.max_sources_v6 > 0);
+        assert!(l.max_sources_v6 <= V6_SOURCES_PER_GROUP);
+    }
+
+    #[test]
+    fn ipv6_groups_have_pools_of_their_own_sized_by_option_memory() {
+        let limits = Limits {
+            max_memberships: 20,
+            max_sources: 10,
+            max_memberships_v6: 131_072 / V6_BYTES_PER_GROUP,
+            max_sources_v6: 10,
+        };
+        let fake = Fake {
+            limits: Some(Limits {
+                max_memberships: 512, // the fake applies one limit to both families
+                ..limits
+            }),
+            ..Fake::default()
+        };
+        let mut p = Memberships::new(fake, limits);
+        for n in 0..1000u16 {
+            let v6 = Membership {
+                ifindex: 3,
+                group: Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 1, n).into(),
+                source: None,
+            };
+            assert!(p.join(v6).unwrap());
+        }
+        p.join(asm(3, 1)).unwrap();
+        // 1000 IPv6 groups at 512 per socket: 2 sockets; the IPv4 group on a third.
+        assert_eq!(p.sockets_on(3), 3);
+        assert_eq!(p.held().len(), 1001);
     }
 }

@@ -41,7 +41,7 @@ pub enum StartError {
     #[error("cannot join {group} on `{interface}`: {source}")]
     Join {
         interface: String,
-        group: std::net::Ipv4Addr,
+        group: std::net::IpAddr,
         source: io::Error,
     },
 }
@@ -90,9 +90,10 @@ impl Env for Host {
         name: &config::IfName,
         link: &LinkFacts,
         mode: config::EgressMode,
-        source: Option<std::net::Ipv4Addr>,
+        v6: bool,
+        source: Option<std::net::IpAddr>,
     ) -> io::Result<InterfaceSockets> {
-        InterfaceSockets::open(name.as_str(), link, mode, source)
+        InterfaceSockets::open(name.as_str(), link, mode, v6, source)
     }
 }
 

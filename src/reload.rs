@@ -60,8 +60,8 @@ mod tests {
     fn m(ifindex: u32, g: u8, source: Option<u8>) -> Membership {
         Membership {
             ifindex,
-            group: Ipv4Addr::new(239, 1, 1, g),
-            source: source.map(|s| Ipv4Addr::new(10, 0, 0, s)),
+            group: Ipv4Addr::new(239, 1, 1, g).into(),
+            source: source.map(|s| Ipv4Addr::new(10, 0, 0, s).into()),
         }
     }
 
@@ -133,7 +133,7 @@ mod tests {
         for i in 0..300u32 {
             big.push(Membership {
                 ifindex: 1,
-                group: Ipv4Addr::from(0xef02_0000 + i),
+                group: Ipv4Addr::from(0xef02_0000 + i).into(),
                 source: None,
             });
         }

@@ -38,7 +38,7 @@
 //! or `CAP_NET_ADMIN` is missing, mcr says so once and relays as before.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 use crate::config::IfName;
 use crate::nft::{self, Base, Batch, Expr, Meta, FAMILY_NETDEV};
@@ -66,7 +66,7 @@ impl Drops {
     /// `local_delivery` (else `default_local`) keeps every key of its (interface, group,
     /// port) out, whichever flow on it asked.
     pub fn of(table: &Table, default_local: bool) -> Drops {
-        let local: BTreeSet<(&IfName, Ipv4Addr, u16)> = table
+        let local: BTreeSet<(&IfName, IpAddr, u16)> = table
             .flows()
             .iter()
             .filter(|f| f.spec.local_delivery.unwrap_or(default_local))
@@ -85,10 +85,15 @@ impl Drops {
             if local.contains(&(&input.interface, input.group, input.port)) {
                 continue;
             }
+            // IPv6 inputs have no drop yet: their datagrams still climb the stack (and find
+            // no socket, as before the drop existed).
+            let (IpAddr::V4(group), source) = (input.group, input.source) else {
+                continue;
+            };
             let keys = interfaces.entry(input.interface.clone()).or_default();
             keys.ifindex = ifindex;
-            let (group, port) = (input.group.octets(), input.port.to_be_bytes());
-            match input.source {
+            let (group, port) = (group.octets(), input.port.to_be_bytes());
+            match source {
                 None => {
                     let mut k = [0u8; 8];
                     k[..4].copy_from_slice(&group);
@@ -96,6 +101,7 @@ impl Drops {
                     keys.any_source.insert(k);
                 }
                 Some(source) => {
+                    let IpAddr::V4(source) = source else { continue };
                     let mut k = [0u8; 12];
                     k[..4].copy_from_slice(&source.octets());
                     k[4..8].copy_from_slice(&group);

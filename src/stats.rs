@@ -257,7 +257,7 @@ impl FlowSnapshot {
 }
 
 impl OutputSnapshot {
-    pub fn read(interface: &str, group: std::net::Ipv4Addr, port: u16, s: &OutputStats) -> Self {
+    pub fn read(interface: &str, group: std::net::IpAddr, port: u16, s: &OutputStats) -> Self {
         OutputSnapshot {
             interface: interface.to_string(),
             group: group.to_string(),

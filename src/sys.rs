@@ -52,25 +52,38 @@ pub fn getsockopt<T: Copy>(fd: BorrowedFd<'_>, level: i32, name: i32) -> io::Res
     Ok(unsafe { value.assume_init() })
 }
 
-/// An IPv4 `sockaddr_storage` for the RFC 3678 `group_req` family of options.
-pub fn sockaddr_storage_v4(addr: std::net::Ipv4Addr) -> libc::sockaddr_storage {
+/// `addr` (port 0) as a `sockaddr_storage`, as the RFC 3678 group options take it.
+pub fn sockaddr_storage(addr: std::net::IpAddr) -> libc::sockaddr_storage {
     // SAFETY: `sockaddr_storage` is plain data; all zeros is a valid (AF_UNSPEC) value.
     let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let sin = libc::sockaddr_in {
-        sin_family: libc::AF_INET as libc::sa_family_t,
-        sin_port: 0,
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(addr).to_be(),
-        },
-        sin_zero: [0; 8],
-    };
-    // SAFETY: `sockaddr_storage` is larger than and suitably aligned for `sockaddr_in`; this is
-    // the documented way to fill it.
-    unsafe {
-        std::ptr::write(
-            (&mut storage as *mut libc::sockaddr_storage).cast::<libc::sockaddr_in>(),
-            sin,
-        );
+    let at = (&mut storage as *mut libc::sockaddr_storage).cast::<u8>();
+    match addr {
+        std::net::IpAddr::V4(a) => {
+            let sin = libc::sockaddr_in {
+                sin_family: libc::AF_INET as libc::sa_family_t,
+                sin_port: 0,
+                sin_addr: libc::in_addr {
+                    s_addr: u32::from(a).to_be(),
+                },
+                sin_zero: [0; 8],
+            };
+            // SAFETY: `sockaddr_storage` is larger than and suitably aligned for `sockaddr_in`;
+            // this is the documented way to fill it.
+            unsafe { std::ptr::write(at.cast::<libc::sockaddr_in>(), sin) };
+        }
+        std::net::IpAddr::V6(a) => {
+            let sin6 = libc::sockaddr_in6 {
+                sin6_family: libc::AF_INET6 as libc::sa_family_t,
+                sin6_port: 0,
+                sin6_flowinfo: 0,
+                sin6_addr: libc::in6_addr {
+                    s6_addr: a.octets(),
+                },
+                sin6_scope_id: 0,
+            };
+            // SAFETY: as above, for `sockaddr_in6`.
+            unsafe { std::ptr::write(at.cast::<libc::sockaddr_in6>(), sin6) };
+        }
     }
     storage
 }

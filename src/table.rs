@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -39,7 +39,8 @@ pub trait Env {
         name: &IfName,
         link: &LinkFacts,
         mode: EgressMode,
-        source: Option<Ipv4Addr>,
+        v6: bool,
+        source: Option<IpAddr>,
     ) -> io::Result<InterfaceSockets>;
 }
 
@@ -52,7 +53,7 @@ pub enum TableError {
     OutputSocket {
         flow: String,
         interface: String,
-        group: Ipv4Addr,
+        group: IpAddr,
         port: u16,
         source: io::Error,
     },
@@ -65,9 +66,11 @@ pub enum Waiting {
     Missing,
     /// Its interface exists but is administratively down.
     Down,
-    /// Its interface has no IPv4 address: the kernel would pick 0.0.0.0 (or another
-    /// interface's address) as the source, and receivers drop such frames as martians.
-    NoAddress,
+    /// Its interface has no address of the output's family (`true`: IPv6, counting only
+    /// addresses past duplicate address detection): the kernel would pick the unspecified
+    /// address (or another interface's) as the source, and receivers drop such frames as
+    /// martians.
+    NoAddress(bool),
     /// Its sockets could not be opened for a reason the link may cure (errno name).
     Unreachable(String),
 }
@@ -77,8 +80,9 @@ impl Waiting {
         match self {
             Waiting::Missing => "interface missing".into(),
             Waiting::Down => "interface down".into(),
-            Waiting::NoAddress => {
-                "no IPv4 address on the interface; add one, or set the output's source".into()
+            Waiting::NoAddress(v6) => {
+                let family = if *v6 { "IPv6" } else { "IPv4" };
+                format!("no {family} address on the interface; add one, or set the output's source")
             }
             Waiting::Unreachable(e) => format!("cannot open: {e}"),
         }
@@ -151,13 +155,16 @@ impl FlowEntry {
     }
 }
 
+/// A flow's input as the packet path looks it up. Addresses of both families in one width:
+/// IPv4 as IPv4-mapped IPv6 (`::ffff:a.b.c.d`), which no IPv6 datagram carries as a group
+/// and validation refuses as a source, so the families never meet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 struct Key {
     ifindex: u32,
-    group: u32,
     port: u16,
-    /// 0 for any-source flows; 0.0.0.0 is never a valid source.
-    source: u32,
+    group: u128,
+    /// 0 for any-source flows; the unspecified address is never a valid source.
+    source: u128,
 }
 
 /// The compiled, immutable forwarding table.
@@ -188,8 +195,18 @@ pub fn interface_names(config: &Config) -> BTreeSet<&IfName> {
         .collect()
 }
 
-/// Outputs share sockets per output interface and source address (`None`: the interface's).
-pub type SenderKey = (IfName, Option<Ipv4Addr>);
+/// One width for both families' addresses in a [`Key`].
+#[inline]
+fn key_addr(addr: IpAddr) -> u128 {
+    match addr {
+        IpAddr::V4(a) => u128::from(a.to_ipv6_mapped()),
+        IpAddr::V6(a) => u128::from(a),
+    }
+}
+
+/// Outputs share sockets per output interface, family (`true`: IPv6) and source address
+/// (`None`: the interface's).
+pub type SenderKey = (IfName, bool, Option<IpAddr>);
 
 /// The sockets of output interface `key.0` sending from `key.1`, as `link` describes the
 /// interface: the previous table's while they serve it unchanged, else new ones; `Ok(Err(_))`
@@ -202,19 +219,27 @@ fn open_sender(
     previous: Option<&Table>,
     env: &mut dyn Env,
 ) -> io::Result<Result<Arc<InterfaceSockets>, Waiting>> {
-    let (name, source) = key;
+    let (name, v6, source) = key;
+    let no_address = |l: &LinkFacts| {
+        source.is_none()
+            && if *v6 {
+                l.ipv6.is_empty()
+            } else {
+                l.ipv4.is_empty()
+            }
+    };
     let link = match link {
         None => return Ok(Err(Waiting::Missing)),
         Some(l) if !l.up => return Ok(Err(Waiting::Down)),
-        Some(l) if l.ipv4.is_empty() && source.is_none() => return Ok(Err(Waiting::NoAddress)),
+        Some(l) if no_address(&l) => return Ok(Err(Waiting::NoAddress(*v6))),
         Some(l) => l,
     };
     if let Some(old) = previous.and_then(|p| p.senders.get(key)) {
-        if old.serves(&link, mode, *source) {
+        if old.serves(&link, mode, *v6, *source) {
             return Ok(Ok(old.clone()));
         }
     }
-    match env.open_interface(name, &link, mode, *source) {
+    match env.open_interface(name, &link, mode, *v6, *source) {
         Ok(sockets) => Ok(Ok(Arc::new(sockets))),
         Err(e) if link_not_ready(&e) => Ok(Err(Waiting::Unreachable(e.to_string()))),
         Err(e) => Err(e),
@@ -272,7 +297,7 @@ impl Table {
             for out in &flow.outputs {
                 let old = old.and_then(|o| o.outputs.iter().find(|e| e.spec == *out));
                 let name = &out.interface;
-                let key = (name.clone(), out.source);
+                let key = (name.clone(), out.group.is_ipv6(), out.source);
                 if !senders.contains_key(&key) {
                     let opened =
                         open_sender(&key, facts(name), mode, previous, env).map_err(|source| {
@@ -300,9 +325,9 @@ impl Table {
             if let Some(ifindex) = ifindex {
                 let key = Key {
                     ifindex,
-                    group: u32::from(flow.input.group),
+                    group: key_addr(flow.input.group),
                     port: flow.input.port,
-                    source: flow.input.source.map_or(0, u32::from),
+                    source: flow.input.source.map_or(0, key_addr),
                 };
                 // Validation already rejected duplicate inputs; the first flow wins regardless.
                 index.entry(key).or_insert(flows.len() as u32);
@@ -402,15 +427,15 @@ impl Table {
     /// The flow a datagram belongs to: a source-specific flow for its source if there is one,
     /// else the any-source flow for its group and port.
     #[inline]
-    pub fn lookup(&self, ifindex: u32, src: Ipv4Addr, dst: Ipv4Addr, port: u16) -> Option<u32> {
+    pub fn lookup(&self, ifindex: u32, src: IpAddr, dst: IpAddr, port: u16) -> Option<u32> {
         let mut key = Key {
             ifindex,
-            group: u32::from(dst),
+            group: key_addr(dst),
             port,
             source: 0,
         };
         if self.has_ssm {
-            key.source = u32::from(src);
+            key.source = key_addr(src);
             if let Some(&i) = self.index.get(&key) {
                 return Some(i);
             }
@@ -460,6 +485,7 @@ impl Table {
 #[cfg(test)]
 pub(crate) mod test_support {
     use super::*;
+    use std::net::{Ipv4Addr, Ipv6Addr};
     use std::path::Path;
 
     /// Sockets are plain unconnected UDP sockets.
@@ -474,10 +500,11 @@ pub(crate) mod test_support {
             _: &IfName,
             link: &LinkFacts,
             mode: EgressMode,
-            _: Option<Ipv4Addr>,
+            v6: bool,
+            _: Option<IpAddr>,
         ) -> io::Result<InterfaceSockets> {
             self.opened += 1;
-            InterfaceSockets::unconnected_for_tests(link, mode)
+            InterfaceSockets::unconnected_for_tests(link, mode, v6)
         }
     }
 
@@ -497,6 +524,7 @@ pub(crate) mod test_support {
                         link_type: 1,
                         mac: [2, 0, 0, 0, 0, n as u8],
                         ipv4: vec![Ipv4Addr::new(10, 0, n as u8, 1)],
+                        ipv6: vec![Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n as u16 + 1)],
                     });
                 (name.clone(), facts)
             })
@@ -535,7 +563,7 @@ mod tests {
         outputs = [ { interface = "eth1", group = "239.9.9.11", port = 5099 } ]
     "#;
 
-    fn ip(s: &str) -> Ipv4Addr {
+    fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
     }
 
@@ -703,7 +731,10 @@ mod tests {
         moved.get_mut(&eth1).unwrap().as_mut().unwrap().up = true;
         moved.get_mut(&eth1).unwrap().as_mut().unwrap().ipv4.clear();
         let bare = Table::compile(&c, &moved, &mut env, Some(&down), 4).unwrap();
-        assert_eq!(bare.flows[0].outputs[0].waiting, Some(Waiting::NoAddress));
+        assert_eq!(
+            bare.flows[0].outputs[0].waiting,
+            Some(Waiting::NoAddress(false))
+        );
         assert!(bare.flows[0].outputs[0].path.is_none());
         assert_eq!(env.opened, 3, "no socket that would send from 0.0.0.0");
         // With its own source address an output needs no address on the interface, and it
@@ -713,10 +744,15 @@ mod tests {
         let c = config(&sourced);
         let t = Table::compile(&c, &moved, &mut env, None, 5).unwrap();
         assert!(t.flows[0].outputs[0].path.is_some(), "sourced: sends");
-        assert_eq!(t.flows[2].outputs[0].waiting, Some(Waiting::NoAddress));
-        assert!(t
-            .senders()
-            .contains_key(&(eth1.clone(), Some(Ipv4Addr::new(192, 0, 2, 10)))));
-        assert!(!down.senders().contains_key(&(eth1.clone(), None)));
+        assert_eq!(
+            t.flows[2].outputs[0].waiting,
+            Some(Waiting::NoAddress(false))
+        );
+        assert!(t.senders().contains_key(&(
+            eth1.clone(),
+            false,
+            Some(IpAddr::from([192, 0, 2, 10]))
+        )));
+        assert!(!down.senders().contains_key(&(eth1.clone(), false, None)));
     }
 }

@@ -269,7 +269,7 @@ impl Loop {
                 drops.add(Drop::Unsupported, 1);
                 continue;
             }
-            let Some(fi) = table.lookup(ifindex, d.src, d.dst, d.dst_port) else {
+            let Some(fi) = table.lookup(ifindex, d.src.into(), d.dst.into(), d.dst_port) else {
                 drops.add(Drop::NoMatch, 1);
                 continue;
             };

@@ -235,9 +235,10 @@ fn check_config(config: &Config) {
         assert_ne!(input.port, 0, "input port");
         if let Some(source) = input.source {
             assert!(
-                !source.is_multicast() && !source.is_broadcast() && !source.is_unspecified(),
+                !source.is_multicast() && !is_broadcast(source) && !source.is_unspecified(),
                 "source {source} is not unicast"
             );
+            assert_eq!(source.is_ipv4(), input.group.is_ipv4(), "source family");
         }
         assert!(
             inputs.insert((&input.interface, input.group, input.port, input.source)),
@@ -256,10 +257,11 @@ fn check_config(config: &Config) {
                 assert!(
                     !source.is_multicast()
                         && !source.is_unspecified()
-                        && !source.is_broadcast()
+                        && !is_broadcast(source)
                         && !source.is_loopback(),
                     "output source {source} is not unicast"
                 );
+                assert_eq!(source.is_ipv4(), output.group.is_ipv4(), "source family");
             }
             assert!(
                 outputs.insert((&output.interface, output.group, output.port)),
@@ -333,4 +335,9 @@ pub fn control(data: &[u8]) {
         }
         Err(message) => assert!(!message.is_empty()),
     }
+}
+
+/// The IPv4 limited broadcast address (IPv6 has none).
+fn is_broadcast(addr: std::net::IpAddr) -> bool {
+    matches!(addr, std::net::IpAddr::V4(a) if a.is_broadcast())
 }

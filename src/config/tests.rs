@@ -2,6 +2,7 @@
 
 use super::*;
 use std::fs;
+use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
 fn manifest_dir() -> PathBuf {
@@ -139,14 +140,14 @@ fn demo_config_is_exactly_the_demo() {
         local_delivery: None,
         input: Input {
             interface: ifname("mcr-in"),
-            group: Ipv4Addr::from(input),
+            group: Ipv4Addr::from(input).into(),
             port: 5001,
             source: None,
         },
         outputs: vec![Output {
             unicast: false,
             interface: ifname("mcr-out"),
-            group: Ipv4Addr::from(output),
+            group: Ipv4Addr::from(output).into(),
             port: 5099,
             ttl: 8,
             dscp: None,
@@ -379,8 +380,8 @@ fn same_group_from_different_sources_is_allowed() {
     assert_eq!(
         sources,
         vec![
-            Some(Ipv4Addr::new(10, 0, 0, 5)),
-            Some(Ipv4Addr::new(10, 0, 0, 6)),
+            Some(Ipv4Addr::new(10, 0, 0, 5).into()),
+            Some(Ipv4Addr::new(10, 0, 0, 6).into()),
             None
         ]
     );
@@ -444,15 +445,15 @@ fn odd_input_never_panics() {
 fn input_and_output_display() {
     let input = Input {
         interface: ifname("eth0"),
-        group: Ipv4Addr::new(232, 1, 1, 1),
+        group: Ipv4Addr::new(232, 1, 1, 1).into(),
         port: 5004,
-        source: Some(Ipv4Addr::new(10, 0, 0, 5)),
+        source: Some(Ipv4Addr::new(10, 0, 0, 5).into()),
     };
     assert_eq!(input.to_string(), "232.1.1.1:5004 from 10.0.0.5 on eth0");
     let output = Output {
         unicast: false,
         interface: ifname("eth1"),
-        group: Ipv4Addr::new(239, 9, 9, 9),
+        group: Ipv4Addr::new(239, 9, 9, 9).into(),
         port: 5099,
         ttl: 1,
         dscp: None,
@@ -465,7 +466,7 @@ fn input_and_output_display() {
     };
     assert_eq!(marked.to_string(), "239.9.9.9:5099 on eth1 ttl 1 dscp 46");
     let sourced = Output {
-        source: Some(Ipv4Addr::new(192, 0, 2, 10)),
+        source: Some(Ipv4Addr::new(192, 0, 2, 10).into()),
         ..marked
     };
     assert_eq!(
@@ -578,7 +579,7 @@ fn an_output_source_is_a_unicast_address() {
     let config = Config::parse(&flow(", source = \"192.0.2.10\""), Path::new("t.toml")).unwrap();
     assert_eq!(
         config.flows[0].outputs[0].source,
-        Some(Ipv4Addr::new(192, 0, 2, 10))
+        Some(Ipv4Addr::new(192, 0, 2, 10).into())
     );
     for (bad, what) in [
         ("239.1.1.1", "multicast"),

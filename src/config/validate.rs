@@ -12,13 +12,14 @@
 //!   says what is wrong and what to do.
 
 use rustc_hash::FxHashMap as HashMap;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::ops::Range;
 use std::path::Path;
 
 use toml::Spanned;
 
+use super::address::{self, not_unicast};
 use super::error::ConfigError;
 use super::raw::{RawConfig, RawFlow, RawInput, RawOutput, RawRelay};
 use super::{
@@ -58,7 +59,7 @@ pub(super) fn validate(
 }
 
 /// (interface, group, port): what a loop or a duplicate output is judged by.
-type Endpoint = (IfName, Ipv4Addr, u16);
+type Endpoint = (IfName, IpAddr, u16);
 
 /// Where an earlier value was defined, for "first defined on line N" messages.
 struct First {
@@ -563,7 +564,7 @@ impl Validator<'_> {
         let port = self.port(raw.port.as_ref(), &span, "input", 5001);
         let source = match &raw.source {
             None => Some(None),
-            Some(s) => self.source_address(s).map(Some),
+            Some(s) => self.source_address(s, group).map(Some),
         };
         Some(Input {
             interface: interface?,
@@ -603,7 +604,7 @@ impl Validator<'_> {
         };
         let source = match &raw.source {
             None => Some(None),
-            Some(s) => self.output_source(s).map(Some),
+            Some(s) => self.output_source(s, group).map(Some),
         };
         Some(Output {
             interface: interface?,
@@ -645,7 +646,7 @@ impl Validator<'_> {
         table: &Range<usize>,
         side: &str,
         example: &str,
-    ) -> Option<Ipv4Addr> {
+    ) -> Option<IpAddr> {
         let raw = self.require(field, table, || {
             if side == "output" {
                 format!("output has no destination; add group = \"{example}\" (multicast) or address = \"10.2.0.2\" (unicast)")
@@ -653,37 +654,60 @@ impl Validator<'_> {
                 format!("{side} has no group; add group = \"{example}\"")
             }
         })?;
-        let hint = format!("a multicast group such as \"{example}\"");
-        let group = self.ipv4(raw, "group", &hint)?;
-        if group.is_multicast() {
+        let hint = format!("a multicast group such as \"{example}\" or \"ff3e::1:1\"");
+        let group = self.ip(raw, "group", &hint)?;
+        let Some(problem) = address::group_problem(group, example) else {
             return Some(group);
-        }
-        self.error(
-            raw.span(),
-            format!("{side} group {group} is not a multicast address; use an address in 224.0.0.0/4, such as {example} (239.0.0.0/8 is for use within an organisation)"),
-        );
+        };
+        self.error(raw.span(), format!("{side} group {group} {problem}"));
         None
     }
 
-    fn source_address(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
-        let source = self.ipv4(
+    /// An input's `source`: the sender's unicast address, of the group's family (`group` is
+    /// `None` when the group itself was invalid).
+    fn source_address(&mut self, raw: &Spanned<String>, group: Option<IpAddr>) -> Option<IpAddr> {
+        let source = self.ip(
             raw,
             "source",
-            "the sender's unicast address such as \"10.0.0.5\"",
+            "the sender's unicast address such as \"10.0.0.5\" or \"2001:db8::5\"",
         )?;
-        let Some(problem) = not_unicast(source) else {
-            return Some(source);
-        };
-        self.error(
-            raw.span(),
-            format!("source {source} is {problem}; set source to the unicast address of the sender (source-specific multicast), or remove it to accept any sender"),
-        );
-        None
+        if let Some(problem) = not_unicast(source) {
+            self.error(
+                raw.span(),
+                format!("source {source} is {problem}; set source to the unicast address of the sender (source-specific multicast), or remove it to accept any sender"),
+            );
+            return None;
+        }
+        self.same_family(raw, "source", source, group)
+    }
+
+    /// `addr` (the value of `key` at `raw`) if it is of `group`'s family, else an error.
+    fn same_family(
+        &mut self,
+        raw: &Spanned<String>,
+        key: &str,
+        addr: IpAddr,
+        group: Option<IpAddr>,
+    ) -> Option<IpAddr> {
+        match group {
+            Some(g) if g.is_ipv4() != addr.is_ipv4() => {
+                let message = format!(
+                    "{key} {addr} is an {} address but the group {g} is {}; a datagram has one family, so write an {} {key} such as {}",
+                    address::family(addr),
+                    address::family(g),
+                    address::family(g),
+                    address::example_source(g),
+                );
+                self.error(raw.span(), message);
+                None
+            }
+            _ => Some(addr),
+        }
     }
 
     /// A unicast output's destination: a host's unicast address (not loopback).
-    fn unicast_address(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
-        let hint = "a receiver's unicast address such as \"10.2.0.2\"";
+    fn unicast_address(&mut self, raw: &Spanned<String>) -> Option<IpAddr> {
+        let hint = "a receiver's unicast address such as \"10.2.0.2\" or \"2001:db8::2\"";
         self.unicast_not_loopback(raw, "address", hint, |addr, problem| {
             let fix = if addr.is_multicast() {
                 format!("write group = \"{addr}\" for a multicast destination")
@@ -694,24 +718,26 @@ impl Validator<'_> {
         })
     }
 
-    /// An output's `source`: a unicast address that is not loopback.
-    fn output_source(&mut self, raw: &Spanned<String>) -> Option<Ipv4Addr> {
-        let hint = "a unicast address such as \"192.0.2.10\"";
-        self.unicast_not_loopback(raw, "source", hint, |source, problem| {
+    /// An output's `source`: a unicast address that is not loopback, of the family of the
+    /// output's destination (`None` when that was invalid).
+    fn output_source(&mut self, raw: &Spanned<String>, dest: Option<IpAddr>) -> Option<IpAddr> {
+        let hint = "a unicast address such as \"192.0.2.10\" or \"2001:db8::10\"";
+        let source = self.unicast_not_loopback(raw, "source", hint, |source, problem| {
             format!("output source {source} is {problem}, which receivers drop; set the unicast address this output's datagrams should come from (e.g. the relay's address on the receivers' segment), or remove it to use the interface's own")
-        })
+        })?;
+        self.same_family(raw, "source", source, dest)
     }
 
-    /// `raw` as an IPv4 unicast address that is not loopback, else the error `message(address,
+    /// `raw` as a unicast address that is not loopback, else the error `message(address,
     /// what it is)` at its span.
     fn unicast_not_loopback(
         &mut self,
         raw: &Spanned<String>,
         key: &str,
         hint: &str,
-        message: impl FnOnce(Ipv4Addr, &str) -> String,
-    ) -> Option<Ipv4Addr> {
-        let addr = self.ipv4(raw, key, hint)?;
+        message: impl FnOnce(IpAddr, &str) -> String,
+    ) -> Option<IpAddr> {
+        let addr = self.ip(raw, key, hint)?;
         let problem = not_unicast(addr).or(addr.is_loopback().then_some("a loopback address"));
         let Some(problem) = problem else {
             return Some(addr);
@@ -720,11 +746,11 @@ impl Validator<'_> {
         None
     }
 
-    fn ipv4(&mut self, raw: &Spanned<String>, key: &str, hint: &str) -> Option<Ipv4Addr> {
+    fn ip(&mut self, raw: &Spanned<String>, key: &str, hint: &str) -> Option<IpAddr> {
         let addr = raw.get_ref().parse().ok();
         if addr.is_none() {
             let message = format!(
-                "{key} {:?} is not an IPv4 address; write {hint}",
+                "{key} {:?} is not an IPv4 or IPv6 address; write {hint}",
                 raw.get_ref()
             );
             self.error(raw.span(), message);
@@ -778,19 +804,6 @@ impl Validator<'_> {
             );
         }
         ttl
-    }
-}
-
-/// Why `addr` cannot be a unicast source (multicast, unspecified or broadcast), if it cannot.
-fn not_unicast(addr: Ipv4Addr) -> Option<&'static str> {
-    if addr.is_multicast() {
-        Some("a multicast address")
-    } else if addr.is_unspecified() {
-        Some("the unspecified address")
-    } else if addr.is_broadcast() {
-        Some("the broadcast address")
-    } else {
-        None
     }
 }
 

@@ -5,15 +5,21 @@
 //!
 //! ```text
 //! virtio_net_hdr (10) │ Ethernet (14) │ IPv4, no options (20) │ UDP (8) │ payload (borrowed)
+//! virtio_net_hdr (10) │ Ethernet (14) │ IPv6, no extensions (40) │ UDP (8) │ payload (borrowed)
 //! ```
+//!
+//! The family is the output's (its group's), whatever the input datagram's: a flow may
+//! translate IPv4 to IPv6 and back, as only these headers differ.
 //!
 //! A [`FrameTemplate`] holds every header byte that is the same for all packets of an output,
 //! plus the partial sums its checksums start from, so per packet [`FrameTemplate::fill`] writes
 //! only the two lengths and two checksums — O(1), no pass over the payload:
 //!
-//! - the IPv4 header checksum is completed from a precomputed sum of the constant words;
-//! - the UDP checksum is *offloaded*: the virtio header asks the kernel for
-//!   `VIRTIO_NET_HDR_F_NEEDS_CSUM` from byte 34 with the result at offset 6, and the UDP checksum
+//! - the IPv4 header checksum is completed from a precomputed sum of the constant words (IPv6
+//!   has none);
+//! - the UDP checksum is *offloaded* (for IPv6 it is mandatory): the virtio header asks the
+//!   kernel for `VIRTIO_NET_HDR_F_NEEDS_CSUM` from the UDP header (byte 34, IPv6: 54) with the
+//!   result at offset 6, and the UDP checksum
 //!   field holds the pseudo-header sum, exactly what the kernel's own UDP output hands a NIC with
 //!   checksum offload. The NIC (or the kernel, for a device without offload) completes it; veth
 //!   passes it to the receiver as already verified.
@@ -21,11 +27,12 @@
 //! The headers are what the kernel's UDP path would have built for the same output: the source
 //! address and port of the interface's UDP socket (which reserves that port), the output's TTL,
 //! the input datagram's DSCP and ECN (or the output's own DSCP with the input's ECN, see
-//! [`out_tos`]), DF set with IP ID 0 (RFC 6864 atomic datagrams), and the Ethernet destination
-//! derived from the group (RFC 1112: 01:00:5e + the low 23 bits), so no neighbour lookup exists.
+//! [`out_tos`]; IPv6: traffic class, flow label 0), DF set with IP ID 0 (RFC 6864 atomic
+//! datagrams), and the Ethernet destination derived from the group (RFC 1112: 01:00:5e + the
+//! low 23 bits; RFC 2464: 33:33 + the low 32 bits), so no neighbour lookup exists.
 #![forbid(unsafe_code)]
 
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::wire::checksum::{fold, sum_words};
 use crate::wire::{EtherType, EthernetFrame, Ipv4Packet, Protocol, UdpPacket};
@@ -34,18 +41,21 @@ use crate::wire::{EtherType, EthernetFrame, Ipv4Packet, Protocol, UdpPacket};
 pub const VNET_HDR_LEN: usize = 10;
 /// Ethernet + IPv4 + UDP: what a frame carries in front of the payload on the wire.
 pub const WIRE_HEADER_LEN: usize = 14 + 20 + 8;
-/// Bytes written in front of each payload.
-pub const HEADER_LEN: usize = VNET_HDR_LEN + WIRE_HEADER_LEN;
+/// Ethernet + IPv6 + UDP.
+pub const WIRE_HEADER_LEN_V6: usize = 14 + 40 + 8;
+/// Most bytes written in front of a payload (IPv6); [`FrameTemplate::fill`] says how many.
+pub const MAX_HEADER_LEN: usize = VNET_HDR_LEN + WIRE_HEADER_LEN_V6;
 
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-/// Where the UDP header starts, counted from the Ethernet header.
-const CSUM_START: u16 = 14 + 20;
+const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// The UDP checksum field within the UDP header.
 const CSUM_OFFSET: u16 = 6;
 
 const ETH: usize = VNET_HDR_LEN;
 const IP: usize = ETH + 14;
+/// IPv4's UDP header; IPv6's is at `IP + 40`.
 const UDP: usize = IP + 20;
+const UDP_V6: usize = IP + 40;
 
 /// The TOS byte an output sends with: the input datagram's (`in_tos`) when the output sets no
 /// DSCP, else the output's DSCP with the input's ECN bits — a relay, like a router, passes
@@ -61,15 +71,19 @@ pub fn out_tos(dscp: Option<u8>, in_tos: u8) -> u8 {
 /// The constant part of every frame one output sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FrameTemplate {
-    header: [u8; HEADER_LEN],
+    header: [u8; MAX_HEADER_LEN],
+    /// IPv6 headers (else IPv4).
+    v6: bool,
     /// Unfolded sum of the IPv4 header's constant words (total length, TOS and checksum zero).
     ip_sum: u64,
     /// The output's DSCP, or `None` to keep each input datagram's.
     dscp: Option<u8>,
     /// Unfolded sum of the UDP pseudo-header without its length.
     pseudo_sum: u64,
-    /// The interface MTU: the largest IPv4 packet a frame may carry.
+    /// The interface MTU: the largest IP packet a frame may carry.
     mtu: usize,
+    /// IP and UDP header bytes in that packet.
+    overhead: usize,
 }
 
 /// The Ethernet address IPv4 multicast `group` maps to (RFC 1112, section 6.4).
@@ -78,79 +92,129 @@ pub fn multicast_mac(group: Ipv4Addr) -> [u8; 6] {
     [0x01, 0x00, 0x5e, o[1] & 0x7f, o[2], o[3]]
 }
 
+/// The Ethernet address IPv6 multicast `group` maps to (RFC 2464, section 7).
+pub fn multicast_mac_v6(group: Ipv6Addr) -> [u8; 6] {
+    let o = group.octets();
+    [0x33, 0x33, o[12], o[13], o[14], o[15]]
+}
+
 impl FrameTemplate {
     /// Headers from `src` (the interface socket's own address and port) to `dst` (group and
-    /// port) with `ttl` and `dscp` (see [`out_tos`]), out of an interface with address
-    /// `src_mac` and `mtu`.
+    /// port, of `src`'s family) with `ttl` (IPv6: hop limit) and `dscp` (see [`out_tos`]), out
+    /// of an interface with address `src_mac` and `mtu`.
     pub fn new(
         src_mac: [u8; 6],
-        src: SocketAddrV4,
-        dst: SocketAddrV4,
+        src: SocketAddr,
+        dst: SocketAddr,
         ttl: u8,
         dscp: Option<u8>,
         mtu: u32,
     ) -> Self {
-        let mut header = [0u8; HEADER_LEN];
+        let v6 = dst.is_ipv6();
+        debug_assert_eq!(v6, src.is_ipv6(), "one family per frame");
+        let (udp_at, ip_len) = if v6 { (UDP_V6, 40) } else { (UDP, 20) };
+        let mut header = [0u8; MAX_HEADER_LEN];
         header[0] = VIRTIO_NET_HDR_F_NEEDS_CSUM;
         // gso_type 0 (VIRTIO_NET_HDR_GSO_NONE), gso_size 0. Packet sockets read the header in
         // the host's byte order (legacy virtio).
-        header[2..4].copy_from_slice(&(WIRE_HEADER_LEN as u16).to_ne_bytes());
-        header[6..8].copy_from_slice(&CSUM_START.to_ne_bytes());
+        let wire_len = (udp_at + 8 - ETH) as u16;
+        header[2..4].copy_from_slice(&wire_len.to_ne_bytes());
+        header[6..8].copy_from_slice(&((udp_at - ETH) as u16).to_ne_bytes());
         header[8..10].copy_from_slice(&CSUM_OFFSET.to_ne_bytes());
 
-        let mut eth = EthernetFrame::new_unchecked(&mut header[ETH..IP]);
-        eth.set_dst_addr(multicast_mac(*dst.ip()));
-        eth.set_src_addr(src_mac);
-        eth.set_ethertype(EtherType::Ipv4);
+        let mut ip_sum = 0;
+        match (src.ip(), dst.ip()) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut eth = EthernetFrame::new_unchecked(&mut header[ETH..IP]);
+                eth.set_src_addr(src_mac);
+                eth.set_dst_addr(multicast_mac(d));
+                eth.set_ethertype(EtherType::Ipv4);
+                let mut ip = Ipv4Packet::new_unchecked(&mut header[IP..UDP]);
+                ip.set_version(4);
+                ip.set_header_len(20);
+                ip.set_dont_frag(true);
+                ip.set_ttl(ttl);
+                ip.set_protocol(Protocol::Udp);
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+                ip_sum = sum_words(0, &header[IP..UDP]);
+            }
+            (s, d) => {
+                let (IpAddr::V6(s), IpAddr::V6(d)) = (s, d) else {
+                    unreachable!("an output's socket is of its group's family")
+                };
+                let mut eth = EthernetFrame::new_unchecked(&mut header[ETH..IP]);
+                eth.set_src_addr(src_mac);
+                eth.set_dst_addr(multicast_mac_v6(d));
+                header[IP - 2..IP].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
+                // Version 6, traffic class (written per frame) and flow label 0.
+                header[IP] = 0x60;
+                header[IP + 6] = u8::from(Protocol::Udp);
+                header[IP + 7] = ttl;
+                header[IP + 8..IP + 24].copy_from_slice(&s.octets());
+                header[IP + 24..IP + 40].copy_from_slice(&d.octets());
+            }
+        }
 
-        let mut ip = Ipv4Packet::new_unchecked(&mut header[IP..UDP]);
-        ip.set_version(4);
-        ip.set_header_len(20);
-        ip.set_dont_frag(true);
-        ip.set_ttl(ttl);
-        ip.set_protocol(Protocol::Udp);
-        ip.set_src_addr(*src.ip());
-        ip.set_dst_addr(*dst.ip());
-        let ip_sum = sum_words(0, &header[IP..UDP]);
-
-        let mut udp = UdpPacket::new_unchecked(&mut header[UDP..]);
+        let mut udp = UdpPacket::new_unchecked(&mut header[udp_at..udp_at + 8]);
         udp.set_src_port(src.port());
         udp.set_dst_port(dst.port());
         let protocol = u64::from(u8::from(Protocol::Udp));
-        let pseudo_sum = sum_words(sum_words(protocol, &src.ip().octets()), &dst.ip().octets());
+        let pseudo_sum = sum_addr(sum_addr(protocol, src.ip()), dst.ip());
         FrameTemplate {
             header,
+            v6,
             ip_sum,
             dscp,
             pseudo_sum,
             mtu: mtu as usize,
+            overhead: ip_len + 8,
         }
     }
 
     /// Whether a datagram with `payload_len` bytes fits the interface MTU unfragmented.
     #[inline]
     pub fn fits(&self, payload_len: usize) -> bool {
-        payload_len + 20 + 8 <= self.mtu
+        payload_len + self.overhead <= self.mtu
     }
 
     /// Writes the headers for a payload of `payload_len` bytes (which must [`fit`](Self::fits))
-    /// of an input datagram with TOS byte `in_tos` into `out`.
+    /// of an input datagram with TOS byte (IPv6: traffic class) `in_tos` into `out`; returns
+    /// how many bytes of `out` they take.
     #[inline]
-    pub fn fill(&self, out: &mut [u8; HEADER_LEN], payload_len: usize, in_tos: u8) {
+    pub fn fill(&self, out: &mut [u8; MAX_HEADER_LEN], payload_len: usize, in_tos: u8) -> usize {
         debug_assert!(self.fits(payload_len));
         *out = self.header;
         let udp_len = (8 + payload_len) as u16;
-        let total_len = udp_len + 20;
         let tos = out_tos(self.dscp, in_tos);
-        out[IP + 1] = tos;
-        out[IP + 2..IP + 4].copy_from_slice(&total_len.to_be_bytes());
-        // TOS is the low byte of the header's first 16-bit word.
-        let ip_check = !fold(self.ip_sum + u64::from(total_len) + u64::from(tos));
-        out[IP + 10..IP + 12].copy_from_slice(&ip_check.to_be_bytes());
-        out[UDP + 4..UDP + 6].copy_from_slice(&udp_len.to_be_bytes());
+        let udp = if self.v6 {
+            // Traffic class straddles the first two bytes; the flow label stays 0.
+            out[IP] = 0x60 | tos >> 4;
+            out[IP + 1] = tos << 4;
+            out[IP + 4..IP + 6].copy_from_slice(&udp_len.to_be_bytes());
+            UDP_V6
+        } else {
+            let total_len = udp_len + 20;
+            out[IP + 1] = tos;
+            out[IP + 2..IP + 4].copy_from_slice(&total_len.to_be_bytes());
+            // TOS is the low byte of the header's first 16-bit word.
+            let ip_check = !fold(self.ip_sum + u64::from(total_len) + u64::from(tos));
+            out[IP + 10..IP + 12].copy_from_slice(&ip_check.to_be_bytes());
+            UDP
+        };
+        out[udp + 4..udp + 6].copy_from_slice(&udp_len.to_be_bytes());
         // Not complemented: the device adds the UDP header and payload and complements.
         let partial = fold(self.pseudo_sum + u64::from(udp_len));
-        out[UDP + 6..UDP + 8].copy_from_slice(&partial.to_be_bytes());
+        out[udp + 6..udp + 8].copy_from_slice(&partial.to_be_bytes());
+        udp + 8
+    }
+}
+
+/// `sum` plus an address's 16-bit words.
+fn sum_addr(sum: u64, addr: IpAddr) -> u64 {
+    match addr {
+        IpAddr::V4(a) => sum_words(sum, &a.octets()),
+        IpAddr::V6(a) => sum_words(sum, &a.octets()),
     }
 }
 
@@ -170,9 +234,9 @@ mod tests {
         )
     }
 
-    /// What a NIC with checksum offload does with `csum_start`/`csum_offset`.
+    /// What a NIC with checksum offload does with `csum_start`/`csum_offset` (IPv4 frames).
     fn complete_checksum(frame: &mut [u8]) {
-        let start = usize::from(CSUM_START);
+        let start = 14 + 20;
         let field = start + usize::from(CSUM_OFFSET);
         let sum = !fold(sum_words(0, &frame[start..]));
         frame[field..field + 2].copy_from_slice(&sum.to_be_bytes());
@@ -183,9 +247,10 @@ mod tests {
         let t = template(1500);
         for len in [0usize, 1, 2, 3, 100, 1001, 1472] {
             let payload: Vec<u8> = (0..len).map(|i| (i * 7 + len) as u8).collect();
-            let mut header = [0u8; HEADER_LEN];
-            t.fill(&mut header, len, 0b1011_1001); // input: DSCP 46, ECN ECT(1)
-            let mut frame = [&header[VNET_HDR_LEN..], &payload[..]].concat();
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let n = t.fill(&mut header, len, 0b1011_1001); // input: DSCP 46, ECN ECT(1)
+            assert_eq!(n, VNET_HDR_LEN + WIRE_HEADER_LEN);
+            let mut frame = [&header[VNET_HDR_LEN..n], &payload[..]].concat();
             complete_checksum(&mut frame);
 
             let d = wire::parse(&frame).expect("parses");
@@ -216,7 +281,7 @@ mod tests {
 
     #[test]
     fn the_virtio_header_asks_for_the_udp_checksum_and_no_segmentation() {
-        let mut header = [0u8; HEADER_LEN];
+        let mut header = [0u8; MAX_HEADER_LEN];
         template(1500).fill(&mut header, 10, 0);
         assert_eq!(header[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
         assert_eq!(header[1], 0, "GSO none");
@@ -266,7 +331,7 @@ mod tests {
             1500,
         );
         for tos in [0u8, 0xb8, 0xb9, 0x03, 0xff] {
-            let mut header = [0u8; HEADER_LEN];
+            let mut header = [0u8; MAX_HEADER_LEN];
             keep.fill(&mut header, 100, tos);
             let ip = Ipv4Packet::new_unchecked(&header[VNET_HDR_LEN + 14..VNET_HDR_LEN + 34]);
             assert_eq!(ip.dscp() << 2 | ip.ecn(), tos);

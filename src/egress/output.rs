@@ -27,7 +27,7 @@
 #![allow(unsafe_code)]
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::sync::Arc;
 
@@ -43,6 +43,14 @@ const SNDBUF: usize = 4 << 20;
 
 /// What the UDP socket connects to, to learn (and reserve) its source address and port.
 const PROBE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 9);
+/// [`PROBE`] for IPv6: all nodes on the link (the interface goes in the scope id).
+const PROBE_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+
+/// `IPV6_TRANSPARENT` and `IPV6_UNICAST_IF` (`linux/in6.h`), absent from some libc versions.
+const IPV6_TRANSPARENT: libc::c_int = 75;
+const IPV6_UNICAST_IF: libc::c_int = 76;
+/// `IPV6_MULTICAST_ALL` (Linux 4.20).
+const IPV6_MULTICAST_ALL: libc::c_int = 29;
 
 /// How one datagram leaves through an output.
 #[derive(Debug, Clone, Copy)]
@@ -59,8 +67,9 @@ pub enum Route<'a> {
 /// Where a datagram goes and the per-send options that make it the output's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Destination {
-    pub addr: SocketAddrV4,
-    /// `IP_TTL` for each send (the multicast TTL the output sets).
+    /// Group (or unicast receiver) and port, of the interface socket's family.
+    pub addr: SocketAddr,
+    /// `IP_TTL` (IPv6: `IPV6_HOPLIMIT`) for each send (the TTL the output sets).
     pub ttl: u8,
     /// The output's DSCP, or `None` to send with each input datagram's TOS byte
     /// ([`super::frame::out_tos`]).
@@ -73,26 +82,30 @@ pub struct InterfaceSockets {
     udp: OwnedFd,
     packet: Option<OwnedFd>,
     /// The UDP socket's own address and port: what every frame carries as its source.
-    src: SocketAddrV4,
+    src: SocketAddr,
     /// The facts the sockets were opened for; a table reuses them only while these hold.
     link: LinkFacts,
     mode: EgressMode,
     /// The source address the sockets were bound to (`None`: the interface's own).
-    bound: Option<Ipv4Addr>,
+    bound: Option<IpAddr>,
+    /// IPv6 sockets (else IPv4): they serve the outputs of that family only.
+    v6: bool,
 }
 
 impl InterfaceSockets {
-    /// Opens the sockets for the interface `link` describes, sending from `source` (bound
-    /// with `IP_TRANSPARENT`, so it need not be an address of this host) or, with `None`, from
-    /// the address the kernel picks on the interface. With [`EgressMode::Packet`] on an
-    /// interface that is not Ethernet, only the UDP socket is opened (logged at debug level).
+    /// Opens the sockets of family IPv6 (`v6`) or IPv4 for the interface `link` describes,
+    /// sending from `source` (bound with `IP_TRANSPARENT`, so it need not be an address of
+    /// this host) or, with `None`, from the address the kernel picks on the interface. With
+    /// [`EgressMode::Packet`] on an interface that is not Ethernet, only the UDP socket is
+    /// opened (logged at debug level).
     pub fn open(
         name: &str,
         link: &LinkFacts,
         mode: EgressMode,
-        source: Option<Ipv4Addr>,
+        v6: bool,
+        source: Option<IpAddr>,
     ) -> io::Result<InterfaceSockets> {
-        let (udp, src) = open_udp(name, link.ifindex, source)?;
+        let (udp, src) = open_udp(name, link.ifindex, v6, source)?;
         let packet = match mode {
             EgressMode::Packet if link.link_type == sys::ARPHRD_ETHER => {
                 Some(open_packet(name, link.ifindex)?)
@@ -113,28 +126,46 @@ impl InterfaceSockets {
             link: link.clone(),
             mode,
             bound: source,
+            v6,
         })
     }
 
     /// An unconnected UDP socket and no packet socket, for table tests that need real
     /// descriptors but no network.
     #[cfg(test)]
-    pub fn unconnected_for_tests(link: &LinkFacts, mode: EgressMode) -> io::Result<Self> {
-        let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;
+    pub fn unconnected_for_tests(link: &LinkFacts, mode: EgressMode, v6: bool) -> io::Result<Self> {
+        let domain = if v6 {
+            socket2::Domain::IPV6
+        } else {
+            socket2::Domain::IPV4
+        };
+        let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, None)?;
+        let src = if v6 {
+            SocketAddr::new(Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 1).into(), 40000)
+        } else {
+            SocketAddr::new(Ipv4Addr::new(10, 0, 0, 1).into(), 40000)
+        };
         Ok(InterfaceSockets {
             udp: socket.into(),
             packet: None,
-            src: SocketAddrV4::new(Ipv4Addr::new(10, 0, 0, 1), 40000),
+            src,
             link: link.clone(),
             mode,
             bound: None,
+            v6,
         })
     }
 
-    /// Whether these sockets serve an interface as `link` describes it, in `mode`, from
-    /// `source`.
-    pub fn serves(&self, link: &LinkFacts, mode: EgressMode, source: Option<Ipv4Addr>) -> bool {
-        self.link == *link && self.mode == mode && self.bound == source
+    /// Whether these sockets serve an interface as `link` describes it, in `mode`, for the
+    /// family `v6`, from `source`.
+    pub fn serves(
+        &self,
+        link: &LinkFacts,
+        mode: EgressMode,
+        v6: bool,
+        source: Option<IpAddr>,
+    ) -> bool {
+        self.link == *link && self.mode == mode && self.v6 == v6 && self.bound == source
     }
 
     /// The egress mode the sockets were opened for.
@@ -144,7 +175,18 @@ impl InterfaceSockets {
 
     /// The path for `output` through these sockets.
     pub fn output(self: &Arc<Self>, output: &config::Output) -> OutputPath {
-        let addr = SocketAddrV4::new(output.group, output.port);
+        debug_assert_eq!(
+            output.group.is_ipv6(),
+            self.v6,
+            "an output uses its family's sockets"
+        );
+        let addr = match output.group {
+            // A link-local unicast receiver is on this interface's link.
+            IpAddr::V6(a) => {
+                SocketAddr::V6(SocketAddrV6::new(a, output.port, 0, self.link.ifindex))
+            }
+            IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, output.port)),
+        };
         // A unicast receiver's MAC is the neighbour table's business: through the UDP socket.
         let packet = self.packet.as_ref().filter(|_| !output.unicast);
         let template = packet.map(|_| {
@@ -209,41 +251,68 @@ impl OutputPath {
     }
 }
 
-/// The interface's UDP socket, bound to `source` if given, connected to [`PROBE`] out of it,
-/// and its own address.
+/// The interface's UDP socket of family IPv6 (`v6`) or IPv4, bound to `source` if given,
+/// connected to [`PROBE`] (IPv6: [`PROBE_V6`]) out of it, and its own address.
 fn open_udp(
     name: &str,
     ifindex: u32,
-    source: Option<Ipv4Addr>,
-) -> io::Result<(OwnedFd, SocketAddrV4)> {
+    v6: bool,
+    source: Option<IpAddr>,
+) -> io::Result<(OwnedFd, SocketAddr)> {
     use socket2::{Domain, Socket, Type};
-    let socket = Socket::new(Domain::IPV4, Type::DGRAM.cloexec(), None)?;
+    let domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::DGRAM.cloexec(), None)?;
+    let fd = socket.as_fd();
+    if v6 {
+        socket.set_only_v6(true)?;
+    }
     if let Some(source) = source {
         // Not necessarily an address of this host: the point is to send as the receivers'
         // side expects. IP_TRANSPARENT (CAP_NET_RAW, which mcr keeps) both allows the bind
         // and lets the route lookup accept the foreign source (FLOWI_FLAG_ANYSRC), which
-        // IP_FREEBIND alone does not: connect() then fails with ENETUNREACH.
-        sys::setsockopt(socket.as_fd(), libc::SOL_IP, libc::IP_TRANSPARENT, &1i32)?;
-        socket.bind(&SocketAddrV4::new(source, 0).into())?;
+        // IP_FREEBIND alone does not: connect() then fails with ENETUNREACH. IPv6 likewise.
+        if v6 {
+            sys::setsockopt(fd, libc::SOL_IPV6, IPV6_TRANSPARENT, &1i32)?;
+        } else {
+            sys::setsockopt(fd, libc::SOL_IP, libc::IP_TRANSPARENT, &1i32)?;
+        }
+        socket.bind(&SocketAddr::new(source, 0).into())?;
     }
-    sys::set_multicast_if(socket.as_fd(), ifindex)?;
     // Unicast outputs leave through this interface too, whatever the routing table prefers
-    // (the route lookup is made with it as the output interface).
-    let index_be = ifindex.to_be();
-    sys::setsockopt(
-        socket.as_fd(),
-        libc::IPPROTO_IP,
-        libc::IP_UNICAST_IF,
-        &index_be,
-    )?;
-    socket.set_multicast_loop_v4(false)?;
-    socket.set_multicast_all_v4(false)?;
-    set_sndbuf(socket.as_fd(), name);
-    socket.connect(&PROBE.into())?;
+    // (the route lookup is made with it as the output interface). IPv4 takes the index in
+    // network byte order, IPv6 in host order.
+    if v6 {
+        socket.set_multicast_if_v6(ifindex)?;
+        sys::setsockopt(
+            fd,
+            libc::IPPROTO_IPV6,
+            IPV6_UNICAST_IF,
+            &(ifindex as libc::c_int),
+        )?;
+        socket.set_multicast_loop_v6(false)?;
+        sys::setsockopt(fd, libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL, &0i32)?;
+    } else {
+        sys::set_multicast_if(fd, ifindex)?;
+        sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_UNICAST_IF, &ifindex.to_be())?;
+        socket.set_multicast_loop_v4(false)?;
+        socket.set_multicast_all_v4(false)?;
+    }
+    set_sndbuf(fd, name);
+    let probe = if v6 {
+        SocketAddr::V6(SocketAddrV6::new(PROBE_V6, PROBE.port(), 0, ifindex))
+    } else {
+        SocketAddr::V4(PROBE)
+    };
+    socket.connect(&probe.into())?;
     let src = socket
         .local_addr()?
-        .as_socket_ipv4()
+        .as_socket()
         .ok_or_else(|| io::Error::from_raw_os_error(libc::EAFNOSUPPORT))?;
+    // The frames carry the address itself; a link-local one's scope is the interface's.
+    let src = match src {
+        SocketAddr::V6(a) => SocketAddr::V6(SocketAddrV6::new(*a.ip(), a.port(), 0, 0)),
+        a => a,
+    };
     Ok((socket.into(), src))
 }
 

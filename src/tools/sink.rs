@@ -206,8 +206,8 @@ pub fn run(opts: &SinkOptions) -> Result<SinkReport, SinkError> {
         memberships
             .join(Membership {
                 ifindex,
-                group,
-                source: opts.source,
+                group: group.into(),
+                source: opts.source.map(Into::into),
             })
             .map_err(|source| SinkError::Join {
                 group,
