@@ -105,10 +105,19 @@ impl LoopGuard {
     }
 }
 
-/// The sender as the guard keys it: IPv4 address and UDP source port.
+/// The sender as the guard keys it: address and UDP source port. An IPv4 sender is kept
+/// whole (32 + 16 bits); an IPv6 address is folded to 48 bits first — two senders of one
+/// flow colliding there only lets a looped copy through once more.
 #[inline]
-pub fn sender(addr: std::net::Ipv4Addr, port: u16) -> u64 {
-    u64::from(u32::from(addr)) << 16 | u64::from(port)
+pub fn sender(addr: std::net::IpAddr, port: u16) -> u64 {
+    match addr {
+        std::net::IpAddr::V4(a) => u64::from(u32::from(a)) << 16 | u64::from(port),
+        std::net::IpAddr::V6(a) => {
+            let x = u128::from(a);
+            let folded = ((x >> 64) as u64 ^ x as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            folded << 16 | u64::from(port)
+        }
+    }
 }
 
 /// 48 bits of sender folded to 24 (multiplicative hashing, so nearby addresses differ).
@@ -125,7 +134,7 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     fn s(last: u8, port: u16) -> u64 {
-        sender(Ipv4Addr::new(10, 0, 0, last), port)
+        sender(Ipv4Addr::new(10, 0, 0, last).into(), port)
     }
 
     #[test]

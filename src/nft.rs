@@ -118,6 +118,7 @@ pub enum Base {
 /// nftables' own datatype numbers (`TYPE_IPADDR`, `TYPE_INET_SERVICE`), so `nft list` shows
 /// a set's keys as addresses and ports; a concatenation shifts each by 6 bits.
 pub const TYPE_IPV4_ADDR: u32 = 7;
+pub const TYPE_IPV6_ADDR: u32 = 8;
 pub const TYPE_INET_SERVICE: u32 = 13;
 
 /// The key type of a concatenation of `types`, as nftables writes it.

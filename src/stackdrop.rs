@@ -8,8 +8,9 @@
 //! and spares the stack the rest.
 //!
 //! So mcr owns one nftables table, `netdev mcr_<pid>`, with per input interface one ingress
-//! chain and two hash sets (any-source `group . port`, source-specific
-//! `source . group . port`), filled with exactly the relayed flows' keys:
+//! chain and two hash sets per family (any-source `group . port`, source-specific
+//! `source . group . port`; the IPv6 ones, `asm6_*` and `ssm6_*`, only when an IPv6 flow
+//! needs them), filled with exactly the relayed flows' keys:
 //!
 //! ```text
 //! table netdev mcr_1234 {
@@ -23,9 +24,10 @@
 //! }
 //! ```
 //!
-//! It sees only IPv4 UDP to a relayed (group, port) — and source, for a source-specific
-//! flow — on that flow's input interface: IGMP, other groups and ports, other interfaces and
-//! non-first fragments (which carry no UDP header) are never touched. A flow with
+//! It sees only UDP to a relayed (group, port) — and source, for a source-specific flow —
+//! on that flow's input interface: IGMP and MLD, other groups and ports, other interfaces
+//! and non-first fragments (which carry no UDP header) are never touched. For IPv6,
+//! `meta l4proto` and the transport offset are the kernel's walk past extension headers. A flow with
 //! `local_delivery = true` puts no key in for its (interface, group, port), so a local
 //! application still gets every datagram of that group and port.
 //!
@@ -55,10 +57,72 @@ struct Keys {
     /// The interface the chain is bound to; a new index (the interface was re-created)
     /// means a new chain.
     ifindex: u32,
-    /// `group . port`, each field padded to 4 bytes as nf_tables registers hold them.
-    any_source: BTreeSet<[u8; 8]>,
-    /// `source . group . port`.
-    source_specific: BTreeSet<[u8; 12]>,
+    /// Per [`Kind`], its keys: `[source .] group . port`, each field padded to 4 bytes as
+    /// nf_tables registers hold them.
+    sets: [BTreeSet<Vec<u8>>; 4],
+}
+
+/// The four kinds of key: family × any-source or source-specific.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Asm4,
+    Ssm4,
+    Asm6,
+    Ssm6,
+}
+
+impl Kind {
+    const ALL: [Kind; 4] = [Kind::Asm4, Kind::Ssm4, Kind::Asm6, Kind::Ssm6];
+
+    fn of(group: IpAddr, source: Option<IpAddr>) -> Kind {
+        match (group.is_ipv6(), source.is_some()) {
+            (false, false) => Kind::Asm4,
+            (false, true) => Kind::Ssm4,
+            (true, false) => Kind::Asm6,
+            (true, true) => Kind::Ssm6,
+        }
+    }
+
+    fn v6(self) -> bool {
+        matches!(self, Kind::Asm6 | Kind::Ssm6)
+    }
+
+    fn ssm(self) -> bool {
+        matches!(self, Kind::Ssm4 | Kind::Ssm6)
+    }
+
+    /// The set's name on `ifname`.
+    fn set_name(self, ifname: &IfName) -> String {
+        let prefix = ["asm", "ssm", "asm6", "ssm6"][self as usize];
+        format!("{prefix}_{ifname}")
+    }
+
+    /// The key's nftables type and length.
+    fn key_type(self) -> (u32, u32) {
+        let (addr, len) = if self.v6() {
+            (nft::TYPE_IPV6_ADDR, 16)
+        } else {
+            (nft::TYPE_IPV4_ADDR, 4)
+        };
+        let addrs = if self.ssm() { 2 } else { 1 };
+        let mut types = vec![addr; addrs];
+        types.push(nft::TYPE_INET_SERVICE);
+        (nft::concat_type(&types), len * addrs as u32 + 4)
+    }
+}
+
+/// The key of a flow's input: `[source .] group . port`, padded as registers hold them.
+fn key(group: IpAddr, source: Option<IpAddr>, port: u16) -> Vec<u8> {
+    let mut k = Vec::with_capacity(36);
+    for addr in source.into_iter().chain([group]) {
+        match addr {
+            IpAddr::V4(a) => k.extend_from_slice(&a.octets()),
+            IpAddr::V6(a) => k.extend_from_slice(&a.octets()),
+        }
+    }
+    k.extend_from_slice(&port.to_be_bytes());
+    k.extend_from_slice(&[0, 0]);
+    k
 }
 
 impl Drops {
@@ -85,30 +149,10 @@ impl Drops {
             if local.contains(&(&input.interface, input.group, input.port)) {
                 continue;
             }
-            // IPv6 inputs have no drop yet: their datagrams still climb the stack (and find
-            // no socket, as before the drop existed).
-            let (IpAddr::V4(group), source) = (input.group, input.source) else {
-                continue;
-            };
             let keys = interfaces.entry(input.interface.clone()).or_default();
             keys.ifindex = ifindex;
-            let (group, port) = (group.octets(), input.port.to_be_bytes());
-            match source {
-                None => {
-                    let mut k = [0u8; 8];
-                    k[..4].copy_from_slice(&group);
-                    k[4..6].copy_from_slice(&port);
-                    keys.any_source.insert(k);
-                }
-                Some(source) => {
-                    let IpAddr::V4(source) = source else { continue };
-                    let mut k = [0u8; 12];
-                    k[..4].copy_from_slice(&source.octets());
-                    k[4..8].copy_from_slice(&group);
-                    k[8..10].copy_from_slice(&port);
-                    keys.source_specific.insert(k);
-                }
-            }
+            let kind = Kind::of(input.group, input.source);
+            keys.sets[kind as usize].insert(key(input.group, input.source, input.port));
         }
         Drops { interfaces }
     }
@@ -117,7 +161,8 @@ impl Drops {
     pub fn keys(&self) -> usize {
         self.interfaces
             .values()
-            .map(|k| k.any_source.len() + k.source_specific.len())
+            .flat_map(|k| k.sets.iter())
+            .map(BTreeSet::len)
             .sum()
     }
 
@@ -129,45 +174,41 @@ impl Drops {
     fn build(&self, batch: &mut Batch, name: &str) {
         let f = FAMILY_NETDEV;
         batch.new_table(f, name);
-        let addr_port = nft::concat_type(&[nft::TYPE_IPV4_ADDR, nft::TYPE_INET_SERVICE]);
-        let src_addr_port = nft::concat_type(&[
-            nft::TYPE_IPV4_ADDR,
-            nft::TYPE_IPV4_ADDR,
-            nft::TYPE_INET_SERVICE,
-        ]);
         for (ifname, keys) in &self.interfaces {
-            let (chain, asm, ssm) = names(ifname);
-            batch.new_set(f, name, &asm, addr_port, 8);
-            batch.new_set(f, name, &ssm, src_addr_port, 12);
-            batch.add_elements(f, name, &asm, keys.any_source.iter().map(|k| &k[..]));
-            batch.add_elements(f, name, &ssm, keys.source_specific.iter().map(|k| &k[..]));
-            batch.new_ingress_chain(f, name, &chain, ifname.as_str());
-            // A rule per non-empty set: every other IPv4 UDP packet on the interface is
-            // looked up once per rule.
-            if !keys.any_source.is_empty() {
-                batch.add_rule(f, name, &chain, &rule(&asm, false));
+            let chain = format!("in_{ifname}");
+            // IPv4's sets always (empty when unused, as before IPv6); IPv6's when needed.
+            let wanted = |kind: Kind| !kind.v6() || !keys.sets[kind as usize].is_empty();
+            for kind in Kind::ALL.into_iter().filter(|&k| wanted(k)) {
+                let (key_type, key_len) = kind.key_type();
+                let set = kind.set_name(ifname);
+                batch.new_set(f, name, &set, key_type, key_len);
+                let elements = keys.sets[kind as usize].iter().map(Vec::as_slice);
+                batch.add_elements(f, name, &set, elements);
             }
-            if !keys.source_specific.is_empty() {
-                batch.add_rule(f, name, &chain, &rule(&ssm, true));
+            batch.new_ingress_chain(f, name, &chain, ifname.as_str());
+            // A rule per non-empty set: every other UDP packet of the family on the
+            // interface is looked up once per rule.
+            for kind in Kind::ALL {
+                if !keys.sets[kind as usize].is_empty() {
+                    batch.add_rule(f, name, &chain, &rule(&kind.set_name(ifname), kind));
+                }
             }
         }
     }
 }
 
-/// Chain and set names for an interface.
-fn names(ifname: &IfName) -> (String, String, String) {
-    (
-        format!("in_{ifname}"),
-        format!("asm_{ifname}"),
-        format!("ssm_{ifname}"),
-    )
-}
-
 const ETHERTYPE_IPV4: [u8; 2] = 0x0800u16.to_be_bytes();
+const ETHERTYPE_IPV6: [u8; 2] = 0x86ddu16.to_be_bytes();
 const IPPROTO_UDP: [u8; 1] = [17];
 
-/// `meta protocol ip meta l4proto udp [ip saddr .] ip daddr . udp dport @set counter drop`.
-fn rule(set: &str, with_source: bool) -> Vec<Expr<'_>> {
+/// `meta protocol ip[6] meta l4proto udp [ip saddr .] ip daddr . udp dport @set counter drop`
+/// (`ip6 saddr`, `ip6 daddr` for IPv6).
+fn rule(set: &str, kind: Kind) -> Vec<Expr<'_>> {
+    let ethertype = if kind.v6() {
+        &ETHERTYPE_IPV6
+    } else {
+        &ETHERTYPE_IPV4
+    };
     let mut e = vec![
         Expr::Meta {
             key: Meta::Protocol,
@@ -175,7 +216,7 @@ fn rule(set: &str, with_source: bool) -> Vec<Expr<'_>> {
         },
         Expr::CmpEq {
             sreg: nft::REG_1,
-            data: &ETHERTYPE_IPV4,
+            data: ethertype,
         },
         Expr::Meta {
             key: Meta::L4Proto,
@@ -186,20 +227,22 @@ fn rule(set: &str, with_source: bool) -> Vec<Expr<'_>> {
             data: &IPPROTO_UDP,
         },
     ];
+    // A field takes as many 32-bit registers as it has words; the key's are consecutive.
     let mut reg = 0;
-    let mut load = |base, offset, len| {
+    let mut load = |base, offset, len: u32| {
         e.push(Expr::Payload {
             base,
             offset,
             len,
             dreg: Expr::reg32(reg),
         });
-        reg += 1;
+        reg += len.div_ceil(4);
     };
-    if with_source {
-        load(Base::Network, 12, 4); // ip saddr
+    let (saddr, daddr, len) = if kind.v6() { (8, 24, 16) } else { (12, 16, 4) };
+    if kind.ssm() {
+        load(Base::Network, saddr, len);
     }
-    load(Base::Network, 16, 4); // ip daddr
+    load(Base::Network, daddr, len);
     load(Base::Transport, 2, 2); // udp dport
     e.push(Expr::Lookup {
         set,
@@ -377,24 +420,29 @@ mod tests {
         d.interfaces
             .iter()
             .map(|(name, k)| {
-                let mut keys: Vec<String> = k
-                    .any_source
-                    .iter()
-                    .map(|k| {
-                        let port = u16::from_be_bytes([k[4], k[5]]);
-                        format!("{}.{}.{}.{} . {port}", k[0], k[1], k[2], k[3])
-                    })
+                let keys = Kind::ALL
+                    .into_iter()
+                    .flat_map(|kind| k.sets[kind as usize].iter().map(move |key| (kind, key)))
+                    .map(|(kind, key)| show(kind, key))
                     .collect();
-                keys.extend(k.source_specific.iter().map(|k| {
-                    let port = u16::from_be_bytes([k[8], k[9]]);
-                    format!(
-                        "{}.{}.{}.{} . {}.{}.{}.{} . {port}",
-                        k[0], k[1], k[2], k[3], k[4], k[5], k[6], k[7]
-                    )
-                }));
                 (format!("{name}@{}", k.ifindex), keys)
             })
             .collect()
+    }
+
+    /// A key as `nft list` shows it.
+    fn show(kind: Kind, key: &[u8]) -> String {
+        let len = if kind.v6() { 16 } else { 4 };
+        let addr = |b: &[u8]| -> String {
+            match <[u8; 16]>::try_from(b) {
+                Ok(a) => std::net::Ipv6Addr::from(a).to_string(),
+                Err(_) => std::net::Ipv4Addr::new(b[0], b[1], b[2], b[3]).to_string(),
+            }
+        };
+        let mut fields: Vec<String> = key[..key.len() - 4].chunks(len).map(addr).collect();
+        let port = &key[key.len() - 4..];
+        fields.push(u16::from_be_bytes([port[0], port[1]]).to_string());
+        fields.join(" . ")
     }
 
     /// A flow from `group`:5001 (from `source`, if given) on `interface`.
@@ -449,9 +497,33 @@ mod tests {
         );
         assert!(drops(&src[..0], false).is_empty());
     }
+
+    #[test]
+    fn ipv6_flows_get_keys_of_their_own() {
+        let src = [
+            flow("a", "eth0", "ff05::1:1", "", ""),
+            flow("b", "eth0", "ff3e::1:2", "2001:db8::5", ""),
+            flow("c", "eth0", "239.1.1.1", "", ""),
+        ]
+        .concat();
+        assert_eq!(
+            drops(&src, false),
+            [(
+                "eth0@1".to_string(),
+                vec![
+                    "239.1.1.1 . 5001".to_string(),
+                    "ff05::1:1 . 5001".to_string(),
+                    "2001:db8::5 . ff3e::1:2 . 5001".to_string()
+                ]
+            )]
+        );
+        assert_eq!(Kind::Ssm6.key_type().1, 36);
+        assert_eq!(Kind::Asm6.key_type().1, 20);
+        assert_eq!(Kind::Asm4.key_type().1, 8);
+    }
     #[test]
     fn rules_load_the_key_fields_into_consecutive_registers() {
-        let r = rule("asm_x", false);
+        let r = rule("asm_x", Kind::Asm4);
         let loads: Vec<(u32, u32, u32)> = r
             .iter()
             .filter_map(|e| match e {
@@ -462,12 +534,23 @@ mod tests {
             })
             .collect();
         assert_eq!(loads, [(16, 4, 8), (2, 2, 9)]);
-        let r = rule("ssm_x", true);
+        let r = rule("ssm_x", Kind::Ssm4);
         let loads = r
             .iter()
             .filter(|e| matches!(e, Expr::Payload { .. }))
             .count();
         assert_eq!(loads, 3);
         assert!(matches!(r.last(), Some(Expr::Drop)));
+        // IPv6: 16-byte addresses take four registers each.
+        let loads: Vec<(u32, u32, u32)> = rule("ssm6_x", Kind::Ssm6)
+            .iter()
+            .filter_map(|e| match e {
+                Expr::Payload {
+                    offset, len, dreg, ..
+                } => Some((*offset, *len, *dreg)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(loads, [(8, 16, 8), (24, 16, 12), (2, 2, 16)]);
     }
 }

@@ -278,7 +278,7 @@ impl Loop {
                 drops.add(Drop::Checksum, 1);
                 continue;
             }
-            let sender = loopguard::sender(d.src, d.src_port);
+            let sender = loopguard::sender(d.src.into(), d.src_port);
             if table
                 .guard()
                 .looped(fi, sender, d.payload, now_ns, flow.loop_window)

@@ -71,6 +71,20 @@ impl Netns {
         ns
     }
 
+    /// Turns IPv6 back on for links created from now on, without duplicate address detection
+    /// (addresses usable at once) or router solicitations.
+    pub fn enable_ipv6(&self) {
+        for key in [
+            "all.disable_ipv6=0",
+            "default.disable_ipv6=0",
+            "all.accept_dad=0",
+            "default.accept_dad=0",
+            "default.router_solicitations=0",
+        ] {
+            self.exec(&["sysctl", "-q", "-w", &format!("net.ipv6.conf.{key}")]);
+        }
+    }
+
     pub fn ip(&self, args: &[&str]) -> Output {
         let mut v = vec!["ip", "-n", &self.name];
         v.extend_from_slice(args);
@@ -262,12 +276,33 @@ pub struct Topology {
 impl Topology {
     /// The chain with `sinks` sink namespaces, each on its own relay output `out{k}`.
     pub fn chain(sinks: usize) -> Topology {
-        let gen = Netns::new("gen");
-        let relay = Netns::new("relay");
+        Topology::build(sinks, false)
+    }
+
+    /// [`Topology::chain`] with IPv6 on every link besides IPv4: gen `2001:db8:1::1`, relay
+    /// `2001:db8:1::2` on `in0`, relay `2001:db8:2:k::1` on `out{k}`, sink `2001:db8:2:k::2`.
+    pub fn chain_v6(sinks: usize) -> Topology {
+        Topology::build(sinks, true)
+    }
+
+    fn build(sinks: usize, v6: bool) -> Topology {
+        let ns = |tag: &str| {
+            let ns = Netns::new(tag);
+            if v6 {
+                ns.enable_ipv6();
+            }
+            ns
+        };
+        let gen = ns("gen");
+        let relay = ns("relay");
         link(&gen, "up0", "10.1.0.1/24", &relay, "in0", "10.1.0.2/24");
+        if v6 {
+            gen.ip(&["addr", "add", "2001:db8:1::1/64", "dev", "up0"]);
+            relay.ip(&["addr", "add", "2001:db8:1::2/64", "dev", "in0"]);
+        }
         let sinks: Vec<Netns> = (0..sinks)
             .map(|k| {
-                let sink = Netns::new(&format!("sink{k}"));
+                let sink = ns(&format!("sink{k}"));
                 let out = format!("out{k}");
                 link(
                     &relay,
@@ -277,6 +312,16 @@ impl Topology {
                     "down0",
                     &format!("10.2.{k}.2/24"),
                 );
+                if v6 {
+                    relay.ip(&["addr", "add", &format!("2001:db8:2:{k}::1/64"), "dev", &out]);
+                    sink.ip(&[
+                        "addr",
+                        "add",
+                        &format!("2001:db8:2:{k}::2/64"),
+                        "dev",
+                        "down0",
+                    ]);
+                }
                 sink
             })
             .collect();
