@@ -65,7 +65,14 @@ fn every_invalid_fixture_fails_with_path_line_and_column() {
 fn valid_fixtures_examples_and_the_default_config_pass() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let mut paths = fixtures("valid");
-    paths.push(root.join("examples/demo.toml"));
+    let mut examples: Vec<_> = std::fs::read_dir(root.join("examples"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .collect();
+    examples.sort();
+    assert!(examples.len() >= 4, "{examples:?}");
+    paths.extend(examples);
     paths.push(root.join("config/mcr.toml"));
     for path in paths {
         let (ok, stdout, stderr) = check(&path);
