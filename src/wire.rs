@@ -28,6 +28,7 @@ pub mod checksum;
 pub mod ethernet;
 pub mod igmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod udp;
 
 #[cfg(test)]
@@ -35,6 +36,7 @@ mod testdata;
 
 pub use ethernet::{EtherType, EthernetFrame};
 pub use ipv4::{Ipv4Packet, Protocol};
+pub use ipv6::Ipv6Packet;
 pub use udp::UdpPacket;
 
 /// A buffer refused by a view's `new_checked`: too short, or header fields
@@ -72,17 +74,28 @@ pub struct Datagram<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reject {
     /// Any IPv4 fragment, first (MF set) or later (offset != 0), whatever
-    /// its protocol. The relay does not reassemble.
+    /// its protocol, and any IPv6 packet with a fragment header on the way
+    /// to its upper layer. The relay does not reassemble.
     Fragment,
     /// A length or version inconsistency at any layer.
     Malformed,
-    /// Well-formed but not for us: not IPv4, or IPv4 but not UDP.
+    /// Well-formed but not for us: neither IPv4 nor IPv6, or an upper layer
+    /// other than UDP.
     Unsupported,
+    /// An IPv6 extension header the relay does not walk through to UDP: a
+    /// routing header, AH, ESP, "no next header", hop-by-hop options not
+    /// first, or more than [`ipv6::MAX_EXTENSION_HEADERS`] headers.
+    Extension,
 }
 
 impl Reject {
     /// Every reason, for registering counters up front.
-    pub const ALL: [Reject; 3] = [Reject::Fragment, Reject::Malformed, Reject::Unsupported];
+    pub const ALL: [Reject; 4] = [
+        Reject::Fragment,
+        Reject::Malformed,
+        Reject::Unsupported,
+        Reject::Extension,
+    ];
 
     /// A stable label for metrics and logs.
     #[inline]
@@ -91,6 +104,7 @@ impl Reject {
             Reject::Fragment => "fragment",
             Reject::Malformed => "malformed",
             Reject::Unsupported => "unsupported",
+            Reject::Extension => "extension_header",
         }
     }
 }
@@ -371,7 +385,10 @@ mod tests {
     #[test]
     fn reject_names() {
         let names: Vec<_> = Reject::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(names, ["fragment", "malformed", "unsupported"]);
+        assert_eq!(
+            names,
+            ["fragment", "malformed", "unsupported", "extension_header"]
+        );
         assert_eq!(Reject::Malformed.to_string(), "malformed");
         assert_eq!(Reject::from(Error), Reject::Malformed);
     }

@@ -342,6 +342,8 @@ fn reject_reason(reject: wire::Reject) -> Drop {
         wire::Reject::Fragment => Drop::Fragment,
         wire::Reject::Malformed => Drop::Malformed,
         wire::Reject::Unsupported => Drop::Unsupported,
+        // IPv6 is not relayed yet: counted as before it was parsed.
+        wire::Reject::Extension => Drop::Unsupported,
     }
 }
 
