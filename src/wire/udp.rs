@@ -15,7 +15,7 @@
 
 use std::net::Ipv4Addr;
 
-use super::checksum::{fold, sum_words};
+use super::checksum::{fold, pseudo_sum_v4, sum_words};
 use super::ipv4::Protocol;
 use super::Error;
 
@@ -178,11 +178,8 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
 
 /// Unfolded sum of the IPv4 pseudo-header and `datagram`.
 fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, datagram: &[u8]) -> u64 {
-    let mut acc = sum_words(0, &src.octets());
-    acc = sum_words(acc, &dst.octets());
-    acc += u64::from(u8::from(Protocol::Udp));
-    acc += datagram.len() as u64;
-    sum_words(acc, datagram)
+    let header = pseudo_sum_v4(src, dst, Protocol::Udp);
+    sum_words(header + datagram.len() as u64, datagram)
 }
 
 #[inline]
