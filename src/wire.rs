@@ -22,7 +22,7 @@
 #![forbid(unsafe_code)]
 
 use core::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 pub mod checksum;
 pub mod ethernet;
@@ -52,18 +52,21 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A UDP-over-IPv4 datagram found in a frame, ready for a table lookup.
+/// A UDP datagram found in a frame, over IPv4 or IPv6, ready for a table
+/// lookup. `src` and `dst` are always of the same family, the frame's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram<'a> {
     /// VLAN ID of the 802.1Q tag, if the frame data carried one; `Some(0)` for
     /// a priority-only tag.
     pub vlan: Option<u16>,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub src_port: u16,
     pub dst_port: u16,
+    /// The IPv4 TTL or the IPv6 hop limit.
     pub ttl: u8,
-    /// The IPv4 TOS byte: DSCP in the upper six bits, ECN in the lower two.
+    /// The IPv4 TOS byte or the IPv6 traffic class, which share one layout:
+    /// DSCP in the upper six bits, ECN in the lower two.
     pub tos: u8,
     /// The UDP payload, bounded by the UDP length field.
     pub payload: &'a [u8],
@@ -149,8 +152,8 @@ pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
     let udp = UdpPacket::new_checked(ip.into_payload())?;
     Ok(Datagram {
         vlan,
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
         ttl,
@@ -176,12 +179,14 @@ pub fn verify_checksums(frame: &[u8]) -> bool {
     if !ip.verify_checksum() {
         return false;
     }
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
     UdpPacket::new_checked(ip.into_payload()).is_ok_and(|udp| udp.verify_checksum(src, dst))
 }
 
 #[cfg(test)]
 mod tests {
+    use std::net::Ipv4Addr;
+
     use super::testdata::{self, bytes, with_vlan_tag};
     use super::*;
 
@@ -221,8 +226,8 @@ mod tests {
             d,
             Datagram {
                 vlan: None,
-                src: Ipv4Addr::new(10, 77, 0, 1),
-                dst: Ipv4Addr::new(239, 1, 1, 1),
+                src: Ipv4Addr::new(10, 77, 0, 1).into(),
+                dst: Ipv4Addr::new(239, 1, 1, 1).into(),
                 src_port: 40000,
                 dst_port: 5001,
                 ttl: 8,
@@ -273,7 +278,7 @@ mod tests {
         assert_eq!(Datagram { vlan: None, ..d }, plain);
         assert_eq!(
             (d.dst, d.dst_port, d.ttl),
-            (Ipv4Addr::new(239, 1, 1, 3), 5003, 16)
+            (Ipv4Addr::new(239, 1, 1, 3).into(), 5003, 16)
         );
         assert_eq!(
             d.payload,

@@ -10,6 +10,7 @@
 //! it; the table arrives through `arc-swap`.
 
 use std::io;
+use std::net::IpAddr;
 use std::os::fd::{AsFd, AsRawFd};
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::mpsc;
@@ -269,7 +270,12 @@ impl Loop {
                 drops.add(Drop::Unsupported, 1);
                 continue;
             }
-            let Some(fi) = table.lookup(ifindex, d.src, d.dst, d.dst_port) else {
+            let (IpAddr::V4(src), IpAddr::V4(dst)) = (d.src, d.dst) else {
+                // IPv6 is not relayed yet: counted as before it was parsed.
+                drops.add(Drop::Unsupported, 1);
+                continue;
+            };
+            let Some(fi) = table.lookup(ifindex, src, dst, d.dst_port) else {
                 drops.add(Drop::NoMatch, 1);
                 continue;
             };
@@ -278,7 +284,7 @@ impl Loop {
                 drops.add(Drop::Checksum, 1);
                 continue;
             }
-            let sender = loopguard::sender(d.src, d.src_port);
+            let sender = loopguard::sender(src, d.src_port);
             if table
                 .guard()
                 .looped(fi, sender, d.payload, now_ns, flow.loop_window)

@@ -48,8 +48,8 @@ pub fn wire(frame: &[u8]) {
         let addr = |i: usize| Ipv4Addr::new(frame[i], frame[i + 1], frame[i + 2], frame[i + 3]);
         let expected = Datagram {
             vlan: layout.vlan,
-            src: addr(ip + 12),
-            dst: addr(ip + 16),
+            src: addr(ip + 12).into(),
+            dst: addr(ip + 16).into(),
             src_port: u16_at(udp),
             dst_port: u16_at(udp + 2),
             ttl: frame[ip + 8],
