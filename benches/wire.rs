@@ -26,7 +26,7 @@ fn frame(payload: usize) -> Vec<u8> {
         udp.set_src_port(40000);
         udp.set_dst_port(5001);
         udp.set_len((8 + payload) as u16);
-        udp.fill_checksum(src, dst);
+        udp.fill_checksum(src.into(), dst.into());
     }
     let mut ip = Ipv4Packet::new_unchecked(&mut f[14..34]);
     ip.set_version(4);

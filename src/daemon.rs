@@ -288,14 +288,16 @@ impl State {
 }
 
 impl State {
-    /// Starts or ends querier elections to match the running table's input interfaces.
+    /// Starts or ends querier elections to match the running table's IPv4 input interfaces
+    /// (IGMP only: IPv6 inputs rely on the network's MLD querier).
     fn sync_queriers(&mut self, relay: &Relay) {
         let Some(q) = &mut self.queriers else { return };
         let table = relay.table();
         let inputs = table
-            .input_ifindexes()
-            .into_iter()
-            .filter_map(|i| Some((i, table.input_name(i)?.clone())))
+            .flows()
+            .iter()
+            .filter(|f| f.spec.input.group.is_ipv4())
+            .filter_map(|f| Some((f.ifindex?, f.spec.input.interface.clone())))
             .collect();
         q.sync(&inputs, Instant::now());
     }

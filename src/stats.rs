@@ -18,12 +18,15 @@ use serde::{Deserialize, Serialize};
 pub enum Drop {
     /// A multicast UDP datagram for no configured (interface, group, port, source).
     NoMatch,
-    /// An IPv4 fragment; mcr does not reassemble, and never forwards half a datagram.
+    /// An IPv4 or IPv6 fragment; mcr does not reassemble, and never forwards half a datagram.
     Fragment,
     /// Lengths or header fields that do not add up.
     Malformed,
-    /// Not IPv4 UDP (the socket filter should already have refused it).
+    /// Not UDP over IPv4 or IPv6 (the socket filter refuses most of it before the ring).
     Unsupported,
+    /// IPv6 with an extension header mcr does not walk past: a routing header, AH, ESP,
+    /// misplaced hop-by-hop options or more than four headers before UDP.
+    Extension,
     /// Larger than the receive ring's frame, so only a prefix was captured.
     Truncated,
     /// The kernel found the receive ring full (from `PACKET_STATISTICS`).
@@ -42,11 +45,12 @@ pub enum Drop {
 }
 
 impl Drop {
-    pub const ALL: [Drop; 11] = [
+    pub const ALL: [Drop; 12] = [
         Drop::NoMatch,
         Drop::Fragment,
         Drop::Malformed,
         Drop::Unsupported,
+        Drop::Extension,
         Drop::Truncated,
         Drop::RingFull,
         Drop::Loop,
@@ -62,6 +66,7 @@ impl Drop {
             Drop::Fragment => "fragment",
             Drop::Malformed => "malformed",
             Drop::Unsupported => "unsupported",
+            Drop::Extension => "extension_header",
             Drop::Truncated => "truncated",
             Drop::RingFull => "ring_full",
             Drop::Loop => "loop",

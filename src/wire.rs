@@ -1,33 +1,39 @@
 //! Packet parsing for the forwarding path: Ethernet (at most one 802.1Q tag)
-//! → IPv4 (options allowed) → UDP.
+//! → IPv4 (options allowed) or IPv6 (hop-by-hop and destination options
+//! skipped) → UDP.
 //!
 //! The hot path calls only [`parse`], once per received frame. It owns these
 //! guarantees:
 //!
 //! - It never panics, whatever the bytes, and never allocates.
-//! - Each length (Ethernet header and tag, IHL, IPv4 total length, UDP
-//!   length) is checked once, by the `new_checked` constructor of the view for
-//!   that layer; after that the getters cannot fail.
+//! - Each length (Ethernet header and tag, IHL, IPv4 total length, IPv6
+//!   payload length, UDP length) is checked once, by the `new_checked`
+//!   constructor of the view for that layer, and each IPv6 extension header
+//!   it skips once, by the walk in [`ipv6`]; after that the getters cannot
+//!   fail.
 //! - The returned [`Datagram`] borrows its payload from the frame (the ring
 //!   memory), not from a copy.
 //! - Every frame that is not forwarded gets exactly one [`Reject`] reason,
 //!   whose [`name`](Reject::name) is a bounded metric label.
 //! - Checksums are not verified: see [`ipv4`] for why.
+//! - IPv4 is decided first and costs what it did before IPv6 was parsed; the
+//!   IPv6 path is a call of its own.
 //!
-//! The per-layer views ([`EthernetFrame`], [`Ipv4Packet`], [`UdpPacket`]) are
-//! public for tests, tools and encoding. They follow one pattern: a thin
-//! wrapper over `T: AsRef<[u8]>`, header offsets in a private `field` module,
-//! setters when `T: AsMut<[u8]>`, unknown EtherTypes and protocols carried as
-//! values rather than errors.
+//! The per-layer views ([`EthernetFrame`], [`Ipv4Packet`], [`Ipv6Packet`],
+//! [`UdpPacket`]) are public for tests, tools and encoding. They follow one
+//! pattern: a thin wrapper over `T: AsRef<[u8]>`, header offsets in a private
+//! `field` module, setters when `T: AsMut<[u8]>`, unknown EtherTypes and
+//! protocols carried as values rather than errors.
 #![forbid(unsafe_code)]
 
 use core::fmt;
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
 pub mod checksum;
 pub mod ethernet;
 pub mod igmp;
 pub mod ipv4;
+pub mod ipv6;
 pub mod udp;
 
 #[cfg(test)]
@@ -35,6 +41,7 @@ mod testdata;
 
 pub use ethernet::{EtherType, EthernetFrame};
 pub use ipv4::{Ipv4Packet, Protocol};
+pub use ipv6::Ipv6Packet;
 pub use udp::UdpPacket;
 
 /// A buffer refused by a view's `new_checked`: too short, or header fields
@@ -50,18 +57,21 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// A UDP-over-IPv4 datagram found in a frame, ready for a table lookup.
+/// A UDP datagram found in a frame, over IPv4 or IPv6, ready for a table
+/// lookup. `src` and `dst` are always of the same family, the frame's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Datagram<'a> {
     /// VLAN ID of the 802.1Q tag, if the frame data carried one; `Some(0)` for
     /// a priority-only tag.
     pub vlan: Option<u16>,
-    pub src: Ipv4Addr,
-    pub dst: Ipv4Addr,
+    pub src: IpAddr,
+    pub dst: IpAddr,
     pub src_port: u16,
     pub dst_port: u16,
+    /// The IPv4 TTL or the IPv6 hop limit.
     pub ttl: u8,
-    /// The IPv4 TOS byte: DSCP in the upper six bits, ECN in the lower two.
+    /// The IPv4 TOS byte or the IPv6 traffic class, which share one layout:
+    /// DSCP in the upper six bits, ECN in the lower two.
     pub tos: u8,
     /// The UDP payload, bounded by the UDP length field.
     pub payload: &'a [u8],
@@ -72,17 +82,28 @@ pub struct Datagram<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Reject {
     /// Any IPv4 fragment, first (MF set) or later (offset != 0), whatever
-    /// its protocol. The relay does not reassemble.
+    /// its protocol, and any IPv6 packet with a fragment header on the way
+    /// to its upper layer. The relay does not reassemble.
     Fragment,
     /// A length or version inconsistency at any layer.
     Malformed,
-    /// Well-formed but not for us: not IPv4, or IPv4 but not UDP.
+    /// Well-formed but not for us: neither IPv4 nor IPv6, or an upper layer
+    /// other than UDP.
     Unsupported,
+    /// An IPv6 extension header the relay does not walk through to UDP: a
+    /// routing header, AH, ESP, "no next header", hop-by-hop options not
+    /// first, or more than [`ipv6::MAX_EXTENSION_HEADERS`] headers.
+    Extension,
 }
 
 impl Reject {
     /// Every reason, for registering counters up front.
-    pub const ALL: [Reject; 3] = [Reject::Fragment, Reject::Malformed, Reject::Unsupported];
+    pub const ALL: [Reject; 4] = [
+        Reject::Fragment,
+        Reject::Malformed,
+        Reject::Unsupported,
+        Reject::Extension,
+    ];
 
     /// A stable label for metrics and logs.
     #[inline]
@@ -91,6 +112,7 @@ impl Reject {
             Reject::Fragment => "fragment",
             Reject::Malformed => "malformed",
             Reject::Unsupported => "unsupported",
+            Reject::Extension => "extension_header",
         }
     }
 }
@@ -110,14 +132,25 @@ impl From<Error> for Reject {
 
 /// Finds the UDP datagram in an Ethernet frame.
 ///
-/// Precedence when several reasons apply: `Malformed` for a bad Ethernet or
-/// IPv4 header, then `Unsupported` for a non-IPv4 EtherType, then `Fragment`,
-/// then `Unsupported` for a non-UDP protocol, then `Malformed` for a bad UDP
-/// header. Bytes after the IPv4 total length (Ethernet padding) are ignored.
+/// Precedence when several reasons apply: `Malformed` for a bad Ethernet
+/// header, then `Unsupported` for an EtherType other than IPv4 and IPv6.
+/// IPv4: `Malformed` for a bad header, then `Fragment`, then `Unsupported`
+/// for a non-UDP protocol, then `Malformed` for a bad UDP header. IPv6:
+/// `Malformed` for a bad fixed header (payload length 0 included), then the
+/// extension headers in order, the first that decides winning: `Fragment`
+/// for a fragment header, `Extension` for one the relay does not walk
+/// through, `Malformed` for a truncated one it would skip (see [`ipv6`]);
+/// then `Unsupported` for a non-UDP upper layer, then `Malformed` for a bad
+/// UDP header. Bytes after the IPv4 total length or the IPv6 payload length
+/// (Ethernet padding) are ignored.
 #[inline]
 pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
     let eth = EthernetFrame::new_checked(frame)?;
-    if eth.inner_ethertype() != EtherType::Ipv4 {
+    let ethertype = eth.inner_ethertype();
+    if ethertype != EtherType::Ipv4 {
+        if ethertype == EtherType::Ipv6 {
+            return parse_ipv6(eth.vlan_id(), eth.into_payload());
+        }
         return Err(Reject::Unsupported);
     }
     let vlan = eth.vlan_id();
@@ -135,8 +168,8 @@ pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
     let udp = UdpPacket::new_checked(ip.into_payload())?;
     Ok(Datagram {
         vlan,
-        src,
-        dst,
+        src: src.into(),
+        dst: dst.into(),
         src_port: udp.src_port(),
         dst_port: udp.dst_port(),
         ttl,
@@ -145,33 +178,79 @@ pub fn parse(frame: &[u8]) -> Result<Datagram<'_>, Reject> {
     })
 }
 
-/// True when the IPv4 header checksum of a frame [`parse`] accepted is correct, and so is its
-/// UDP checksum (or it is 0: none computed, valid for IPv4). A pass over the payload: the
-/// packet path calls it only for frames that neither the NIC nor the sending host vouches
-/// for (the ring's checksum flags), so a frame corrupted before mcr is never relayed with
-/// fresh, valid headers. Only for frames `parse` accepted: it re-reads the IPv4 and UDP
-/// headers' lengths and checksums and nothing else (not the EtherType, fragment bits or
-/// protocol), so for other frames its answer means nothing.
+/// [`parse`] from the IPv6 header on. Out of line, so that the IPv4 path,
+/// which `parse` inlines into the worker's loop, stays as small as it was.
+#[inline(never)]
+fn parse_ipv6(vlan: Option<u16>, packet: &[u8]) -> Result<Datagram<'_>, Reject> {
+    let ip = Ipv6Packet::new_checked(packet)?;
+    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let (ttl, tos) = (ip.hop_limit(), ip.traffic_class());
+    let (next, upper) = ip.into_upper_layer()?;
+    if next != Protocol::Udp {
+        return Err(Reject::Unsupported);
+    }
+
+    let udp = UdpPacket::new_checked(upper)?;
+    Ok(Datagram {
+        vlan,
+        src: src.into(),
+        dst: dst.into(),
+        src_port: udp.src_port(),
+        dst_port: udp.dst_port(),
+        ttl,
+        tos,
+        payload: udp.into_payload(),
+    })
+}
+
+/// True when the checksums of a frame [`parse`] accepted are correct: over
+/// IPv4 the header checksum, and the UDP checksum unless it is 0 (none
+/// computed, valid for IPv4); over IPv6, which has no header checksum, the
+/// UDP checksum, which must not be 0. A pass over the payload: the packet
+/// path calls it only for frames that neither the NIC nor the sending host
+/// vouches for (the ring's checksum flags), so a frame corrupted before mcr is
+/// never relayed with fresh, valid headers. Only for frames `parse` accepted:
+/// it re-reads the EtherType (for the family), the IP and UDP headers' lengths
+/// and checksums and, for IPv6, the extension headers' lengths, and nothing
+/// else (not the fragment bits or the protocol), so for other frames its
+/// answer means nothing.
 pub fn verify_checksums(frame: &[u8]) -> bool {
     let Ok(eth) = EthernetFrame::new_checked(frame) else {
         return false;
     };
+    if eth.inner_ethertype() == EtherType::Ipv6 {
+        return verify_ipv6_checksum(eth.into_payload());
+    }
     let Ok(ip) = Ipv4Packet::new_checked(eth.into_payload()) else {
         return false;
     };
     if !ip.verify_checksum() {
         return false;
     }
-    let (src, dst) = (ip.src_addr(), ip.dst_addr());
+    let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
     UdpPacket::new_checked(ip.into_payload()).is_ok_and(|udp| udp.verify_checksum(src, dst))
+}
+
+/// [`verify_checksums`] from the IPv6 header on.
+fn verify_ipv6_checksum(packet: &[u8]) -> bool {
+    let Ok(ip) = Ipv6Packet::new_checked(packet) else {
+        return false;
+    };
+    let (src, dst) = (ip.src_addr().into(), ip.dst_addr().into());
+    let Ok((_, upper)) = ip.into_upper_layer() else {
+        return false;
+    };
+    UdpPacket::new_checked(upper).is_ok_and(|udp| udp.verify_checksum(src, dst))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::testdata::{self, bytes, with_vlan_tag};
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
+    use super::testdata::{self, bytes, with_ipv6_extension, with_vlan_tag};
     use super::*;
 
-    const CAPTURES: [&str; 9] = [
+    const CAPTURES: [&str; 15] = [
         testdata::UDP,
         testdata::UDP_PARTIAL_CSUM,
         testdata::IGMP_REPORT,
@@ -181,6 +260,12 @@ mod tests {
         testdata::TCP_SYN,
         testdata::ARP_REQUEST,
         testdata::IPV6_ROUTER_SOLICIT,
+        testdata::UDP6,
+        testdata::UDP6_HOP_BY_HOP,
+        testdata::UDP6_DEST_OPTS,
+        testdata::FRAG6_FIRST,
+        testdata::FRAG6_LAST,
+        testdata::MLD2_REPORT,
     ];
 
     /// Every capture, plus tagged and padded variants.
@@ -191,6 +276,17 @@ mod tests {
         let mut padded = bytes(testdata::IGMP_REPORT);
         padded.resize(60, 0);
         frames.push(padded);
+        frames.push(with_vlan_tag(&bytes(testdata::UDP6_HOP_BY_HOP), 100));
+        let mut padded = bytes(testdata::UDP6);
+        padded.resize(100, 0);
+        frames.push(padded);
+        let udp6 = bytes(testdata::UDP6);
+        frames.push(with_ipv6_extension(&udp6, 43, &[0, 0, 0, 0, 0, 0, 0, 0]));
+        let mut chain = udp6;
+        for _ in 0..ipv6::MAX_EXTENSION_HEADERS {
+            chain = with_ipv6_extension(&chain, 60, &[0, 0, 1, 4, 0, 0, 0, 0]);
+        }
+        frames.push(chain);
         frames
     }
 
@@ -207,8 +303,8 @@ mod tests {
             d,
             Datagram {
                 vlan: None,
-                src: Ipv4Addr::new(10, 77, 0, 1),
-                dst: Ipv4Addr::new(239, 1, 1, 1),
+                src: Ipv4Addr::new(10, 77, 0, 1).into(),
+                dst: Ipv4Addr::new(239, 1, 1, 1).into(),
                 src_port: 40000,
                 dst_port: 5001,
                 ttl: 8,
@@ -259,7 +355,7 @@ mod tests {
         assert_eq!(Datagram { vlan: None, ..d }, plain);
         assert_eq!(
             (d.dst, d.dst_port, d.ttl),
-            (Ipv4Addr::new(239, 1, 1, 3), 5003, 16)
+            (Ipv4Addr::new(239, 1, 1, 3).into(), 5003, 16)
         );
         assert_eq!(
             d.payload,
@@ -297,6 +393,147 @@ mod tests {
         assert_eq!(parse(&qinq), Err(Reject::Unsupported));
         let double = with_vlan_tag(&with_vlan_tag(&frame, 10), 20);
         assert_eq!(parse(&double), Err(Reject::Unsupported));
+    }
+
+    #[test]
+    fn parses_captured_udp6() {
+        let frame = bytes(testdata::UDP6);
+        let d = udp_datagram(&frame);
+        assert_eq!(
+            d,
+            Datagram {
+                vlan: None,
+                src: Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 1).into(),
+                dst: Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x1234).into(),
+                src_port: 40000,
+                dst_port: 5001,
+                ttl: 8,
+                tos: 0,
+                payload: &frame[62..],
+            }
+        );
+        assert_eq!(d.payload.len(), 32);
+        assert_eq!(d.payload.as_ptr(), frame[62..].as_ptr(), "zero-copy");
+        // The same datagram as the IPv4 capture carries.
+        assert_eq!(d.payload, udp_datagram(&bytes(testdata::UDP)).payload);
+        assert!(verify_checksums(&frame));
+    }
+
+    #[test]
+    fn skips_hop_by_hop_and_destination_options() {
+        let frame = bytes(testdata::UDP6_HOP_BY_HOP);
+        let d = udp_datagram(&frame);
+        assert_eq!(
+            d.dst,
+            IpAddr::from(Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, 1))
+        );
+        assert_eq!((d.src_port, d.dst_port), (40001, 5002));
+        assert_eq!((d.ttl, d.tos), (16, 0xb9), "hop limit, traffic class");
+        assert_eq!(d.payload.as_ptr(), frame[14 + 40 + 8 + 8..].as_ptr());
+        assert_eq!(d.payload.len(), 24);
+        assert!(verify_checksums(&frame));
+
+        let frame = bytes(testdata::UDP6_DEST_OPTS);
+        let d = udp_datagram(&frame);
+        assert_eq!((d.src_port, d.dst_port, d.ttl), (40002, 5001, 8));
+        assert_eq!(d.payload.as_ptr(), frame[14 + 40 + 16 + 8..].as_ptr());
+        assert_eq!(d.payload, udp_datagram(&bytes(testdata::UDP6)).payload);
+        assert!(verify_checksums(&frame));
+    }
+
+    #[test]
+    fn reasons_for_ipv6_frames() {
+        let reason = |frame: &[u8]| parse(frame).map(|_| ());
+        let udp6 = bytes(testdata::UDP6);
+        assert_eq!(reason(&bytes(testdata::FRAG6_FIRST)), Err(Reject::Fragment));
+        assert_eq!(reason(&bytes(testdata::FRAG6_LAST)), Err(Reject::Fragment));
+        assert_eq!(
+            reason(&bytes(testdata::MLD2_REPORT)),
+            Err(Reject::Unsupported),
+            "ICMPv6 after hop-by-hop"
+        );
+        let routing = with_ipv6_extension(&udp6, 43, &[0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(reason(&routing), Err(Reject::Extension));
+        // 8 bytes of destination options before the 40-byte datagram. A length field of 48
+        // bytes leaves nothing for UDP; one of 56 runs past the payload.
+        let mut opts = with_ipv6_extension(&udp6, 60, &[0, 5, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            reason(&opts),
+            Err(Reject::Malformed),
+            "nothing left for UDP"
+        );
+        opts[14 + 40 + 1] = 6;
+        assert_eq!(reason(&opts), Err(Reject::Malformed), "truncated extension");
+        opts[14 + 40 + 1] = 0;
+        assert_eq!(reason(&opts), Ok(()));
+        let mut jumbo = udp6.clone();
+        jumbo[18..20].copy_from_slice(&[0, 0]);
+        assert_eq!(reason(&jumbo), Err(Reject::Malformed), "jumbogram");
+        let mut version = udp6.clone();
+        version[14] = 0x45;
+        assert_eq!(
+            reason(&version),
+            Err(Reject::Malformed),
+            "EtherType 0x86dd, version 4"
+        );
+        let mut v6_in_v4 = udp6.clone();
+        v6_in_v4[12..14].copy_from_slice(&[0x08, 0x00]);
+        assert_eq!(
+            reason(&v6_in_v4),
+            Err(Reject::Malformed),
+            "EtherType 0x0800, version 6"
+        );
+        // UDP bounded by the IPv6 payload length, not by the frame.
+        let mut long_udp = udp6.clone();
+        long_udp[58..60].copy_from_slice(&41u16.to_be_bytes());
+        long_udp.push(0);
+        assert_eq!(reason(&long_udp), Err(Reject::Malformed));
+        let mut short_udp = udp6.clone();
+        short_udp[58..60].copy_from_slice(&30u16.to_be_bytes());
+        assert_eq!(parse(&short_udp).map(|d| d.payload.len()), Ok(22));
+    }
+
+    #[test]
+    fn ipv6_padding_and_tags() {
+        let frame = bytes(testdata::UDP6_HOP_BY_HOP);
+        let mut padded = frame.clone();
+        padded.extend_from_slice(&[0xee; 20]);
+        assert_eq!(udp_datagram(&padded), udp_datagram(&frame));
+        assert!(verify_checksums(&padded));
+
+        let tagged = with_vlan_tag(&frame, 0xa064); // PCP 5, VID 100
+        let d = udp_datagram(&tagged);
+        assert_eq!(d.vlan, Some(100));
+        assert_eq!(Datagram { vlan: None, ..d }, udp_datagram(&frame));
+        assert!(verify_checksums(&tagged));
+        let tagged_frag = with_vlan_tag(&bytes(testdata::FRAG6_FIRST), 100);
+        assert_eq!(parse(&tagged_frag), Err(Reject::Fragment));
+    }
+
+    #[test]
+    fn ipv6_checksums_are_verified_on_request() {
+        let good = bytes(testdata::UDP6);
+        assert!(verify_checksums(&good));
+        let mut flipped = good.clone();
+        flipped[70] ^= 0x01; // payload
+        assert!(parse(&flipped).is_ok() && !verify_checksums(&flipped));
+        let mut addr = good.clone();
+        addr[14 + 39] ^= 0x01; // the group: the pseudo-header covers it
+        assert!(parse(&addr).is_ok() && !verify_checksums(&addr));
+        // Zero: valid over IPv4 (see above), never over IPv6.
+        let mut zero = good.clone();
+        zero[60..62].copy_from_slice(&[0, 0]);
+        assert!(parse(&zero).is_ok() && !verify_checksums(&zero));
+        let mut zero4 = bytes(testdata::UDP);
+        zero4[40..42].copy_from_slice(&[0, 0]);
+        assert!(verify_checksums(&zero4));
+        // IPv6 has no header checksum: the hop limit and flow label are not covered.
+        let mut hops = good.clone();
+        hops[14 + 7] = 1;
+        hops[14 + 3] ^= 0xff;
+        assert!(verify_checksums(&hops));
+        assert!(!verify_checksums(&good[..70]));
+        assert!(!verify_checksums(&bytes(testdata::FRAG6_FIRST)));
     }
 
     /// Applies `edit` to the captured UDP frame and parses it.
@@ -371,7 +608,10 @@ mod tests {
     #[test]
     fn reject_names() {
         let names: Vec<_> = Reject::ALL.iter().map(|r| r.name()).collect();
-        assert_eq!(names, ["fragment", "malformed", "unsupported"]);
+        assert_eq!(
+            names,
+            ["fragment", "malformed", "unsupported", "extension_header"]
+        );
         assert_eq!(Reject::Malformed.to_string(), "malformed");
         assert_eq!(Reject::from(Error), Reject::Malformed);
     }
@@ -405,7 +645,8 @@ mod tests {
     fn every_single_byte_change_of_the_headers() {
         for frame in corpus() {
             let mut mutated = frame.clone();
-            for pos in 0..frame.len().min(64) {
+            // Far enough for IPv6 with extension headers to reach UDP.
+            for pos in 0..frame.len().min(80) {
                 for value in 0..=u8::MAX {
                     mutated[pos] = value;
                     assert_sane(&mutated, parse(&mutated));
@@ -440,11 +681,12 @@ mod tests {
         for round in 0..50_000 {
             let mut frame = corpus[round % corpus.len()].clone();
             for _ in 0..1 + rng.below(6) {
-                // Mostly headers, where the decisions are made.
+                // Mostly headers, where the decisions are made (IPv6 with extension headers
+                // reaches UDP by byte 78).
                 let span = if rng.below(4) == 0 {
                     frame.len()
                 } else {
-                    frame.len().min(60)
+                    frame.len().min(80)
                 };
                 let pos = rng.below(span);
                 frame[pos] = rng.next() as u8;

@@ -269,7 +269,7 @@ impl Loop {
                 drops.add(Drop::Unsupported, 1);
                 continue;
             }
-            let Some(fi) = table.lookup(ifindex, d.src.into(), d.dst.into(), d.dst_port) else {
+            let Some(fi) = table.lookup(ifindex, d.src, d.dst, d.dst_port) else {
                 drops.add(Drop::NoMatch, 1);
                 continue;
             };
@@ -278,7 +278,7 @@ impl Loop {
                 drops.add(Drop::Checksum, 1);
                 continue;
             }
-            let sender = loopguard::sender(d.src.into(), d.src_port);
+            let sender = loopguard::sender(d.src, d.src_port);
             if table
                 .guard()
                 .looped(fi, sender, d.payload, now_ns, flow.loop_window)
@@ -342,6 +342,7 @@ fn reject_reason(reject: wire::Reject) -> Drop {
         wire::Reject::Fragment => Drop::Fragment,
         wire::Reject::Malformed => Drop::Malformed,
         wire::Reject::Unsupported => Drop::Unsupported,
+        wire::Reject::Extension => Drop::Extension,
     }
 }
 

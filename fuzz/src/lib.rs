@@ -7,7 +7,7 @@
 //! Only `std` and the `mcr` crate are used here, for that reason.
 
 use std::collections::HashSet;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use mcr::config::{Config, ConfigErrors, IfName, ParseCache};
@@ -40,27 +40,50 @@ pub fn wire(frame: &[u8]) {
             frame[udp + 8..].as_ptr(),
             "payload starts right after the UDP header"
         );
-        // Bounded by the UDP length field, not by the buffer.
+        // Bounded by the UDP length field, not by the buffer, and within the
+        // IP packet.
         let udp_len = usize::from(u16_at(udp + 4));
         assert_eq!(d.payload.len(), udp_len - 8);
-        assert!(udp + udp_len <= ip + usize::from(u16_at(ip + 2)));
+        assert!(udp + udp_len <= ip_end(frame).expect("an accepted IP header"));
 
-        let addr = |i: usize| Ipv4Addr::new(frame[i], frame[i + 1], frame[i + 2], frame[i + 3]);
+        // (address, TTL or hop limit, TOS byte or traffic class)
+        let (src, dst, ttl, tos): (IpAddr, IpAddr, u8, u8) = if layout.v6 {
+            let addr = |i: usize| {
+                let octets: [u8; 16] = frame[i..i + 16].try_into().expect("16 bytes");
+                Ipv6Addr::from(octets)
+            };
+            let tclass = frame[ip] << 4 | frame[ip + 1] >> 4;
+            (
+                addr(ip + 8).into(),
+                addr(ip + 24).into(),
+                frame[ip + 7],
+                tclass,
+            )
+        } else {
+            let addr = |i: usize| Ipv4Addr::new(frame[i], frame[i + 1], frame[i + 2], frame[i + 3]);
+            (
+                addr(ip + 12).into(),
+                addr(ip + 16).into(),
+                frame[ip + 8],
+                frame[ip + 1],
+            )
+        };
         let expected = Datagram {
             vlan: layout.vlan,
-            src: addr(ip + 12),
-            dst: addr(ip + 16),
+            src,
+            dst,
             src_port: u16_at(udp),
             dst_port: u16_at(udp + 2),
-            ttl: frame[ip + 8],
-            tos: frame[ip + 1],
+            ttl,
+            tos,
             payload: &frame[udp + 8..udp + udp_len],
         };
         assert_eq!(d, expected);
     }
 
-    // Bytes after the IPv4 total length (Ethernet padding) are ignored: once
-    // the IPv4 header is accepted, cutting them off changes nothing.
+    // Bytes after the IPv4 total length or the IPv6 payload (Ethernet
+    // padding) are ignored: once the IP header is accepted, cutting them off
+    // changes nothing.
     if let Some(end) = ip_end(frame) {
         assert_eq!(
             wire::parse(&frame[..end]),
@@ -74,15 +97,18 @@ pub fn wire(frame: &[u8]) {
 #[derive(Clone, Copy)]
 struct Layout {
     vlan: Option<u16>,
-    /// Offset of the IPv4 header.
+    /// Offset of the IP header.
     ip: usize,
+    /// IPv6 rather than IPv4.
+    v6: bool,
     /// Offset of the UDP header.
     udp: usize,
 }
 
 /// `parse`'s documented behaviour, written out: the length checks of
-/// `EthernetFrame`, `Ipv4Packet` and `UdpPacket` (`new_checked`), in the
-/// precedence that `parse` documents.
+/// `EthernetFrame`, `Ipv4Packet`, `Ipv6Packet` and `UdpPacket`
+/// (`new_checked`) and the IPv6 extension header rules of `wire::ipv6`, in
+/// the precedence that `parse` documents.
 fn wire_reference(frame: &[u8]) -> Result<Layout, Reject> {
     let u16_at = |b: &[u8], i: usize| u16::from_be_bytes([b[i], b[i + 1]]);
 
@@ -99,6 +125,14 @@ fn wire_reference(frame: &[u8]) -> Result<Layout, Reject> {
     } else {
         (14, u16_at(frame, 12), None)
     };
+    if inner == 0x86dd {
+        return ipv6_reference(frame, ip).map(|udp| Layout {
+            vlan,
+            ip,
+            v6: true,
+            udp,
+        });
+    }
     if inner != 0x0800 {
         return Err(Reject::Unsupported);
     }
@@ -134,12 +168,68 @@ fn wire_reference(frame: &[u8]) -> Result<Layout, Reject> {
     Ok(Layout {
         vlan,
         ip,
+        v6: false,
         udp: ip + header_len,
     })
 }
 
-/// The end of the IPv4 packet (Ethernet header + IPv4 total length), when the
-/// frame is IPv4 and its Ethernet and IPv4 headers pass their checks.
+/// The IPv6 part of [`wire_reference`], from the IPv6 header at `ip`: the
+/// offset of the UDP header, or why there is none.
+fn ipv6_reference(frame: &[u8], ip: usize) -> Result<usize, Reject> {
+    // Version 6 and 0 < payload length <= buffer - 40 (0 is a jumbogram).
+    let packet = &frame[ip..];
+    if packet.len() < 40 || packet[0] >> 4 != 6 {
+        return Err(Reject::Malformed);
+    }
+    let end = 40 + usize::from(u16::from_be_bytes([packet[4], packet[5]]));
+    if end == 40 || end > packet.len() {
+        return Err(Reject::Malformed);
+    }
+    // Extension headers, in order, within the payload: a fragment header
+    // anywhere is a fragment; hop-by-hop options (first only) and destination
+    // options are skipped, at most four headers in all; routing, AH, ESP, "no
+    // next header", a later hop-by-hop or a fifth header to skip are refused.
+    // Anything else is the upper layer.
+    let (mut next, mut at, mut skipped) = (packet[6], 40, 0);
+    loop {
+        match next {
+            44 => return Err(Reject::Fragment),
+            0 if skipped == 0 => {}
+            60 => {}
+            0 | 43 | 50 | 51 | 59 => return Err(Reject::Extension),
+            _ => break,
+        }
+        if skipped == 4 {
+            return Err(Reject::Extension);
+        }
+        if at + 2 > end {
+            return Err(Reject::Malformed);
+        }
+        let len = 8 * (usize::from(packet[at + 1]) + 1);
+        if at + len > end {
+            return Err(Reject::Malformed);
+        }
+        (next, at, skipped) = (packet[at], at + len, skipped + 1);
+    }
+    if next != 17 {
+        return Err(Reject::Unsupported);
+    }
+
+    // UDP, within the IPv6 payload: 8 <= length field <= what is left.
+    let datagram = &packet[at..end];
+    if datagram.len() < 8 {
+        return Err(Reject::Malformed);
+    }
+    let udp_len = usize::from(u16::from_be_bytes([datagram[4], datagram[5]]));
+    if udp_len < 8 || udp_len > datagram.len() {
+        return Err(Reject::Malformed);
+    }
+    Ok(ip + at)
+}
+
+/// The end of the IP packet (Ethernet header + IPv4 total length, or + 40 +
+/// IPv6 payload length), when the frame is IPv4 or IPv6 and its Ethernet and
+/// IP headers pass their checks.
 fn ip_end(frame: &[u8]) -> Option<usize> {
     if frame.len() < 14 {
         return None;
@@ -149,16 +239,30 @@ fn ip_end(frame: &[u8]) -> Option<usize> {
     } else {
         14
     };
-    if frame.len() < ip || frame[ip - 2..ip] != [0x08, 0x00] {
+    if frame.len() < ip {
         return None;
     }
     let packet = &frame[ip..];
-    if packet.len() < 20 || packet[0] >> 4 != 4 {
-        return None;
+    let u16_at = |i: usize| usize::from(u16::from_be_bytes([packet[i], packet[i + 1]]));
+    match frame[ip - 2..ip] {
+        [0x08, 0x00] => {
+            if packet.len() < 20 || packet[0] >> 4 != 4 {
+                return None;
+            }
+            let header_len = usize::from(packet[0] & 0x0f) * 4;
+            let total_len = u16_at(2);
+            ((20..=total_len).contains(&header_len) && total_len <= packet.len())
+                .then_some(ip + total_len)
+        }
+        [0x86, 0xdd] => {
+            if packet.len() < 40 || packet[0] >> 4 != 6 {
+                return None;
+            }
+            let end = 40 + u16_at(4);
+            (end > 40 && end <= packet.len()).then_some(ip + end)
+        }
+        _ => None,
     }
-    let header_len = usize::from(packet[0] & 0x0f) * 4;
-    let total_len = usize::from(u16::from_be_bytes([packet[2], packet[3]]));
-    ((20..=total_len).contains(&header_len) && total_len <= packet.len()).then_some(ip + total_len)
 }
 
 /// `Config::parse` on any UTF-8 text (other inputs are skipped): never panics;

@@ -41,6 +41,8 @@ const VLAN_ID_MASK: u16 = 0x0fff;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EtherType {
     Ipv4,
+    /// 0x86DD.
+    Ipv6,
     /// IEEE 802.1Q customer tag, 0x8100.
     Vlan,
     Unknown(u16),
@@ -51,6 +53,7 @@ impl From<u16> for EtherType {
     fn from(value: u16) -> Self {
         match value {
             0x0800 => EtherType::Ipv4,
+            0x86dd => EtherType::Ipv6,
             0x8100 => EtherType::Vlan,
             other => EtherType::Unknown(other),
         }
@@ -62,6 +65,7 @@ impl From<EtherType> for u16 {
     fn from(value: EtherType) -> Self {
         match value {
             EtherType::Ipv4 => 0x0800,
+            EtherType::Ipv6 => 0x86dd,
             EtherType::Vlan => 0x8100,
             EtherType::Unknown(other) => other,
         }
@@ -311,7 +315,8 @@ mod tests {
 
         let v6 = bytes(testdata::IPV6_ROUTER_SOLICIT);
         let frame = EthernetFrame::new_checked(&v6[..]).unwrap();
-        assert_eq!(frame.inner_ethertype(), EtherType::Unknown(0x86dd));
+        assert_eq!(frame.inner_ethertype(), EtherType::Ipv6);
+        assert_eq!(EtherType::from(0x86dd), EtherType::Ipv6);
 
         // 802.1ad outer tag: not looked into.
         let mut qinq = with_vlan_tag(&bytes(testdata::UDP), 7);

@@ -42,12 +42,32 @@ const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1fff;
 
 /// The IP protocol numbers this crate names; everything else is a value.
+///
+/// One IANA registry serves both the IPv4 protocol field and the IPv6 next header field, so
+/// the IPv6 extension headers are here too: [`super::ipv6`] decides by them whether a
+/// datagram can be reached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Protocol {
+    /// IPv6 hop-by-hop options, 0 (RFC 8200 §4.3).
+    HopByHop,
     Icmp,
     Igmp,
     Tcp,
     Udp,
+    /// IPv6 routing header, 43 (RFC 8200 §4.4).
+    Ipv6Route,
+    /// IPv6 fragment header, 44 (RFC 8200 §4.5).
+    Ipv6Frag,
+    /// IPsec Encapsulating Security Payload, 50 (RFC 4303).
+    Esp,
+    /// IPsec Authentication Header, 51 (RFC 4302).
+    Ah,
+    /// ICMPv6, 58 (RFC 4443), which also carries MLD.
+    Icmpv6,
+    /// IPv6 "no next header", 59 (RFC 8200 §4.7).
+    Ipv6NoNxt,
+    /// IPv6 destination options, 60 (RFC 8200 §4.6).
+    Ipv6Opts,
     Unknown(u8),
 }
 
@@ -55,10 +75,18 @@ impl From<u8> for Protocol {
     #[inline]
     fn from(value: u8) -> Self {
         match value {
+            0 => Protocol::HopByHop,
             1 => Protocol::Icmp,
             2 => Protocol::Igmp,
             6 => Protocol::Tcp,
             17 => Protocol::Udp,
+            43 => Protocol::Ipv6Route,
+            44 => Protocol::Ipv6Frag,
+            50 => Protocol::Esp,
+            51 => Protocol::Ah,
+            58 => Protocol::Icmpv6,
+            59 => Protocol::Ipv6NoNxt,
+            60 => Protocol::Ipv6Opts,
             other => Protocol::Unknown(other),
         }
     }
@@ -68,10 +96,18 @@ impl From<Protocol> for u8 {
     #[inline]
     fn from(value: Protocol) -> Self {
         match value {
+            Protocol::HopByHop => 0,
             Protocol::Icmp => 1,
             Protocol::Igmp => 2,
             Protocol::Tcp => 6,
             Protocol::Udp => 17,
+            Protocol::Ipv6Route => 43,
+            Protocol::Ipv6Frag => 44,
+            Protocol::Esp => 50,
+            Protocol::Ah => 51,
+            Protocol::Icmpv6 => 58,
+            Protocol::Ipv6NoNxt => 59,
+            Protocol::Ipv6Opts => 60,
             Protocol::Unknown(other) => other,
         }
     }
@@ -534,6 +570,7 @@ mod tests {
             assert_eq!(u8::from(Protocol::from(value)), value);
         }
         assert_eq!(Protocol::from(17), Protocol::Udp);
+        assert_eq!(Protocol::from(44), Protocol::Ipv6Frag);
         assert_eq!(Protocol::from(89), Protocol::Unknown(89));
     }
 

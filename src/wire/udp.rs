@@ -10,12 +10,16 @@
 //! As with IPv4, checksums are not verified when parsing: a datagram sent
 //! through a veth with TX checksum offload carries only the pseudo-header sum
 //! (see `testdata::UDP_PARTIAL_CSUM`), and received traffic was already
-//! checked by the NIC or stack. The checksum helpers are for tests and
-//! encoding.
+//! checked by the NIC or stack. The checksum methods are for encoding, tests
+//! and [`super::verify_checksums`]. They take the addresses of the IP header
+//! that carries the datagram, IPv4 or IPv6, and use that family's
+//! pseudo-header. A checksum of 0 means "none computed": valid over IPv4
+//! (RFC 768), invalid over IPv6, where the checksum is mandatory (RFC 8200
+//! §8.1).
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 
-use super::checksum::{fold, sum_words};
+use super::checksum::{fold, pseudo_sum_v4, pseudo_sum_v6, sum_words};
 use super::ipv4::Protocol;
 use super::Error;
 
@@ -102,16 +106,16 @@ impl<T: AsRef<[u8]>> UdpPacket<T> {
         self.buffer.as_ref().get(HEADER_LEN..end).unwrap_or(&[])
     }
 
-    /// True when the checksum is absent (0) or correct for a datagram
-    /// carried in IPv4 between `src` and `dst`. Not part of parsing.
-    pub fn verify_checksum(&self, src: Ipv4Addr, dst: Ipv4Addr) -> bool {
+    /// True when the checksum is correct for a datagram carried between
+    /// `src` and `dst`, or absent (0) and the addresses are IPv4. False for
+    /// addresses of two families. Not part of parsing.
+    pub fn verify_checksum(&self, src: IpAddr, dst: IpAddr) -> bool {
         if self.checksum() == 0 {
-            return true;
+            return src.is_ipv4() && dst.is_ipv4();
         }
-        match self.datagram() {
-            Some(datagram) => fold(pseudo_sum(src, dst, datagram)) == 0xffff,
-            None => false,
-        }
+        self.datagram()
+            .and_then(|datagram| pseudo_sum(src, dst, datagram))
+            .is_some_and(|sum| fold(sum) == 0xffff)
     }
 
     fn datagram(&self) -> Option<&[u8]> {
@@ -160,14 +164,18 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
             .unwrap_or(&mut [])
     }
 
-    /// Computes and writes the checksum over the IPv4 pseudo-header, the
-    /// header and the payload; call after everything else is set. A computed
-    /// 0 is sent as 0xffff, since 0 means "no checksum". Does nothing if the
-    /// length field exceeds the buffer.
-    pub fn fill_checksum(&mut self, src: Ipv4Addr, dst: Ipv4Addr) {
+    /// Computes and writes the checksum over the pseudo-header of `src` and
+    /// `dst`'s family, the header and the payload; call after everything
+    /// else is set. A computed 0 is sent as 0xffff, since 0 means "no
+    /// checksum". Leaves 0 if the length field exceeds the buffer or the
+    /// addresses are of two families.
+    pub fn fill_checksum(&mut self, src: IpAddr, dst: IpAddr) {
         self.set_checksum(0);
-        if let Some(datagram) = self.datagram() {
-            let sum = match !fold(pseudo_sum(src, dst, datagram)) {
+        if let Some(sum) = self
+            .datagram()
+            .and_then(|datagram| pseudo_sum(src, dst, datagram))
+        {
+            let sum = match !fold(sum) {
                 0 => 0xffff,
                 sum => sum,
             };
@@ -176,13 +184,15 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> UdpPacket<T> {
     }
 }
 
-/// Unfolded sum of the IPv4 pseudo-header and `datagram`.
-fn pseudo_sum(src: Ipv4Addr, dst: Ipv4Addr, datagram: &[u8]) -> u64 {
-    let mut acc = sum_words(0, &src.octets());
-    acc = sum_words(acc, &dst.octets());
-    acc += u64::from(u8::from(Protocol::Udp));
-    acc += datagram.len() as u64;
-    sum_words(acc, datagram)
+/// Unfolded sum of the pseudo-header of `src` and `dst`'s family and
+/// `datagram`; `None` for addresses of two families.
+fn pseudo_sum(src: IpAddr, dst: IpAddr, datagram: &[u8]) -> Option<u64> {
+    let header = match (src, dst) {
+        (IpAddr::V4(src), IpAddr::V4(dst)) => pseudo_sum_v4(src, dst, Protocol::Udp),
+        (IpAddr::V6(src), IpAddr::V6(dst)) => pseudo_sum_v6(src, dst, Protocol::Udp),
+        _ => return None,
+    };
+    Some(sum_words(header + datagram.len() as u64, datagram))
 }
 
 #[inline]
@@ -197,10 +207,18 @@ fn write_u16(bytes: &mut [u8], value: u16) {
 
 #[cfg(test)]
 mod tests {
+    use std::net::{Ipv4Addr, Ipv6Addr};
+
     use super::*;
     use crate::wire::testdata::{self, bytes};
 
-    const SRC: Ipv4Addr = Ipv4Addr::new(10, 77, 0, 1);
+    const SRC: IpAddr = IpAddr::V4(Ipv4Addr::new(10, 77, 0, 1));
+    const SRC6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xfd00, 0x77, 0, 0, 0, 0, 0, 1));
+    const GROUP6: IpAddr = IpAddr::V6(Ipv6Addr::new(0xff3e, 0, 0, 0, 0, 0, 0, 0x1234));
+
+    fn v4(a: u8, b: u8, c: u8, d: u8) -> IpAddr {
+        Ipv4Addr::new(a, b, c, d).into()
+    }
 
     /// The UDP part of a captured untagged frame whose IPv4 header has no
     /// options.
@@ -217,15 +235,15 @@ mod tests {
         assert_eq!(p.checksum(), 0x49d8);
         assert_eq!(p.payload().len(), 32);
         assert!(p.payload().starts_with(b"mcr wire test "));
-        assert!(p.verify_checksum(SRC, Ipv4Addr::new(239, 1, 1, 1)));
-        assert!(!p.verify_checksum(SRC, Ipv4Addr::new(239, 1, 1, 2)));
+        assert!(p.verify_checksum(SRC, v4(239, 1, 1, 1)));
+        assert!(!p.verify_checksum(SRC, v4(239, 1, 1, 2)));
     }
 
     #[test]
     fn offloaded_checksum_is_partial() {
         let raw = udp_of(testdata::UDP_PARTIAL_CSUM);
         let p = UdpPacket::new_checked(&raw[..]).unwrap();
-        let dst = Ipv4Addr::new(239, 1, 1, 1);
+        let dst = v4(239, 1, 1, 1);
         assert_eq!(p.checksum(), 0xfa89);
         assert!(!p.verify_checksum(SRC, dst));
         // The field holds the folded pseudo-header sum, not yet complemented:
@@ -246,8 +264,8 @@ mod tests {
     #[test]
     fn encode_matches_captures() {
         for (hex, dst) in [
-            (testdata::UDP, Ipv4Addr::new(239, 1, 1, 1)),
-            (testdata::UDP_FOR_VLAN, Ipv4Addr::new(239, 1, 1, 3)),
+            (testdata::UDP, v4(239, 1, 1, 1)),
+            (testdata::UDP_FOR_VLAN, v4(239, 1, 1, 3)),
         ] {
             let raw = udp_of(hex);
             let p = UdpPacket::new_checked(&raw[..]).unwrap();
@@ -273,7 +291,7 @@ mod tests {
         datagram.extend((0..3000).map(testdata::frag_pattern));
         let p = UdpPacket::new_checked(&datagram[..]).unwrap();
         assert_eq!((p.len(), p.checksum()), (3008, 0x535d));
-        assert!(p.verify_checksum(SRC, Ipv4Addr::new(239, 1, 1, 2)));
+        assert!(p.verify_checksum(SRC, v4(239, 1, 1, 2)));
         // The first fragment alone is not a whole datagram.
         assert_eq!(UdpPacket::new_checked(&first[34..]), Err(Error));
     }
@@ -283,7 +301,62 @@ mod tests {
         let mut raw = udp_of(testdata::UDP);
         let mut p = UdpPacket::new_checked(&mut raw[..]).unwrap();
         p.set_checksum(0);
-        assert!(p.verify_checksum(SRC, Ipv4Addr::BROADCAST));
+        assert!(p.verify_checksum(SRC, IpAddr::V4(Ipv4Addr::BROADCAST)));
+    }
+
+    /// The UDP part of a captured untagged IPv6 frame, `extensions` bytes
+    /// after the fixed header.
+    fn udp6_of(hex: &str, extensions: usize) -> Vec<u8> {
+        bytes(hex)[14 + 40 + extensions..].to_vec()
+    }
+
+    #[test]
+    fn ipv6_checksums() {
+        for (hex, extensions, dst) in [
+            (testdata::UDP6, 0, GROUP6),
+            (testdata::UDP6_DEST_OPTS, 16, GROUP6),
+            (
+                testdata::UDP6_HOP_BY_HOP,
+                8,
+                Ipv6Addr::new(0xff15, 0, 0, 0, 0, 0, 0, 1).into(),
+            ),
+        ] {
+            let raw = udp6_of(hex, extensions);
+            let p = UdpPacket::new_checked(&raw[..]).unwrap();
+            assert!(p.verify_checksum(SRC6, dst));
+            assert!(!p.verify_checksum(SRC6, SRC6));
+            // Same bytes, IPv4 pseudo-header: the family matters.
+            assert!(!p.verify_checksum(SRC, v4(239, 1, 1, 1)));
+
+            let mut buf = raw.clone();
+            let mut q = UdpPacket::new_checked(&mut buf[..]).unwrap();
+            q.fill_checksum(SRC6, dst);
+            assert_eq!(buf, raw, "encode matches the capture");
+        }
+    }
+
+    #[test]
+    fn zero_checksum_is_invalid_over_ipv6() {
+        let mut raw = udp6_of(testdata::UDP6, 0);
+        let mut p = UdpPacket::new_checked(&mut raw[..]).unwrap();
+        p.set_checksum(0);
+        assert!(!p.verify_checksum(SRC6, GROUP6));
+        assert!(p.verify_checksum(SRC, v4(239, 1, 1, 1)));
+    }
+
+    #[test]
+    fn mixed_families_have_no_pseudo_header() {
+        let raw = udp6_of(testdata::UDP6, 0);
+        let p = UdpPacket::new_checked(&raw[..]).unwrap();
+        assert!(!p.verify_checksum(SRC, GROUP6));
+        assert!(!p.verify_checksum(SRC6, SRC));
+        let mut buf = raw.clone();
+        let mut q = UdpPacket::new_checked(&mut buf[..]).unwrap();
+        q.fill_checksum(SRC6, SRC);
+        assert_eq!(q.checksum(), 0);
+        let mut zero = UdpPacket::new_checked(&mut buf[..]).unwrap();
+        zero.set_checksum(0);
+        assert!(!zero.verify_checksum(SRC, GROUP6));
     }
 
     #[test]
