@@ -34,8 +34,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::wire::checksum::{fold, sum_words};
-use crate::wire::{EtherType, EthernetFrame, Ipv4Packet, Protocol, UdpPacket};
+use crate::wire::checksum::{fold, pseudo_sum_v4, pseudo_sum_v6, sum_words};
+use crate::wire::{EtherType, EthernetFrame, Ipv4Packet, Ipv6Packet, Protocol, UdpPacket};
 
 /// `sizeof(struct virtio_net_hdr)`, the header `PACKET_VNET_HDR` puts in front of each frame.
 pub const VNET_HDR_LEN: usize = 10;
@@ -47,7 +47,6 @@ pub const WIRE_HEADER_LEN_V6: usize = 14 + 40 + 8;
 pub const MAX_HEADER_LEN: usize = VNET_HDR_LEN + WIRE_HEADER_LEN_V6;
 
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
-const ETHERTYPE_IPV6: u16 = 0x86dd;
 /// The UDP checksum field within the UDP header.
 const CSUM_OFFSET: u16 = 6;
 
@@ -122,11 +121,10 @@ impl FrameTemplate {
         header[6..8].copy_from_slice(&((udp_at - ETH) as u16).to_ne_bytes());
         header[8..10].copy_from_slice(&CSUM_OFFSET.to_ne_bytes());
 
-        let mut ip_sum = 0;
-        match (src.ip(), dst.ip()) {
+        let mut eth = EthernetFrame::new_unchecked(&mut header[ETH..IP]);
+        eth.set_src_addr(src_mac);
+        let (ip_sum, pseudo_sum) = match (src.ip(), dst.ip()) {
             (IpAddr::V4(s), IpAddr::V4(d)) => {
-                let mut eth = EthernetFrame::new_unchecked(&mut header[ETH..IP]);
-                eth.set_src_addr(src_mac);
                 eth.set_dst_addr(multicast_mac(d));
                 eth.set_ethertype(EtherType::Ipv4);
                 let mut ip = Ipv4Packet::new_unchecked(&mut header[IP..UDP]);
@@ -137,30 +135,29 @@ impl FrameTemplate {
                 ip.set_protocol(Protocol::Udp);
                 ip.set_src_addr(s);
                 ip.set_dst_addr(d);
-                ip_sum = sum_words(0, &header[IP..UDP]);
+                let ip_sum = sum_words(0, &header[IP..UDP]);
+                (ip_sum, pseudo_sum_v4(s, d, Protocol::Udp))
             }
             (s, d) => {
                 let (IpAddr::V6(s), IpAddr::V6(d)) = (s, d) else {
                     unreachable!("an output's socket is of its group's family")
                 };
-                let mut eth = EthernetFrame::new_unchecked(&mut header[ETH..IP]);
-                eth.set_src_addr(src_mac);
                 eth.set_dst_addr(multicast_mac_v6(d));
-                header[IP - 2..IP].copy_from_slice(&ETHERTYPE_IPV6.to_be_bytes());
-                // Version 6, traffic class (written per frame) and flow label 0.
-                header[IP] = 0x60;
-                header[IP + 6] = u8::from(Protocol::Udp);
-                header[IP + 7] = ttl;
-                header[IP + 8..IP + 24].copy_from_slice(&s.octets());
-                header[IP + 24..IP + 40].copy_from_slice(&d.octets());
+                eth.set_ethertype(EtherType::Ipv6);
+                // Traffic class and payload length are written per frame; flow label 0.
+                let mut ip = Ipv6Packet::new_unchecked(&mut header[IP..UDP_V6]);
+                ip.set_version(6);
+                ip.set_next_header(Protocol::Udp);
+                ip.set_hop_limit(ttl);
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+                (0, pseudo_sum_v6(s, d, Protocol::Udp))
             }
-        }
+        };
 
         let mut udp = UdpPacket::new_unchecked(&mut header[udp_at..udp_at + 8]);
         udp.set_src_port(src.port());
         udp.set_dst_port(dst.port());
-        let protocol = u64::from(u8::from(Protocol::Udp));
-        let pseudo_sum = sum_addr(sum_addr(protocol, src.ip()), dst.ip());
         FrameTemplate {
             header,
             v6,
@@ -207,14 +204,6 @@ impl FrameTemplate {
         let partial = fold(self.pseudo_sum + u64::from(udp_len));
         out[udp + 6..udp + 8].copy_from_slice(&partial.to_be_bytes());
         udp + 8
-    }
-}
-
-/// `sum` plus an address's 16-bit words.
-fn sum_addr(sum: u64, addr: IpAddr) -> u64 {
-    match addr {
-        IpAddr::V4(a) => sum_words(sum, &a.octets()),
-        IpAddr::V6(a) => sum_words(sum, &a.octets()),
     }
 }
 
@@ -297,6 +286,54 @@ mod tests {
         );
     }
 
+    fn template_v6(dscp: Option<u8>, mtu: u32) -> FrameTemplate {
+        FrameTemplate::new(
+            [0x02, 0, 0, 0, 0, 0x01],
+            "[2001:db8:2::1]:40000".parse().unwrap(),
+            "[ff05::9:1]:5099".parse().unwrap(),
+            4,
+            dscp,
+            mtu,
+        )
+    }
+
+    #[test]
+    fn ipv6_frames_parse_back_with_a_valid_checksum_and_the_payload_intact() {
+        for (dscp, tclass) in [(Some(10u8), 10 << 2 | 1), (None, 0b1011_1001)] {
+            let t = template_v6(dscp, 1500);
+            for len in [0usize, 1, 7, 1001, 1452] {
+                let payload: Vec<u8> = (0..len).map(|i| (i * 13 + len) as u8).collect();
+                let mut header = [0u8; MAX_HEADER_LEN];
+                let n = t.fill(&mut header, len, 0b1011_1001);
+                assert_eq!(n, MAX_HEADER_LEN);
+                // The virtio header: checksum from the UDP header (54), result at +6.
+                assert_eq!(u16::from_ne_bytes([header[2], header[3]]), 62);
+                assert_eq!(u16::from_ne_bytes([header[6], header[7]]), 54);
+                let mut frame = [&header[VNET_HDR_LEN..n], &payload[..]].concat();
+                let sum = !fold(sum_words(0, &frame[54..]));
+                frame[60..62].copy_from_slice(&sum.to_be_bytes());
+
+                let d = wire::parse(&frame).expect("parses");
+                assert_eq!(d.src, "2001:db8:2::1".parse::<IpAddr>().unwrap());
+                assert_eq!(d.dst, "ff05::9:1".parse::<IpAddr>().unwrap());
+                assert_eq!((d.src_port, d.dst_port, d.ttl), (40000, 5099, 4));
+                assert_eq!(d.tos, tclass, "traffic class, dscp {dscp:?}");
+                assert_eq!(d.payload, &payload[..]);
+                assert!(wire::verify_checksums(&frame), "len {len}");
+                let eth = EthernetFrame::new_checked(&frame[..]).unwrap();
+                assert_eq!(eth.dst_addr(), [0x33, 0x33, 0, 0x09, 0, 0x01]);
+                let ip = Ipv6Packet::new_checked(&frame[14..]).unwrap();
+                assert_eq!(ip.flow_label(), 0);
+                assert_eq!(usize::from(ip.payload_len()), 8 + len);
+            }
+        }
+        assert!(template_v6(None, 1500).fits(1452));
+        assert!(
+            !template_v6(None, 1500).fits(1453),
+            "IPv6 headers are 20 bytes longer"
+        );
+    }
+
     #[test]
     fn payloads_beyond_the_mtu_do_not_fit() {
         let t = template(1500);
@@ -305,6 +342,14 @@ mod tests {
         assert!(
             !template(20).fits(0),
             "an MTU below the headers fits nothing"
+        );
+    }
+
+    #[test]
+    fn ipv6_multicast_macs_keep_the_low_32_bits() {
+        assert_eq!(
+            multicast_mac_v6("ff02::1:ff00:1234".parse().unwrap()),
+            [0x33, 0x33, 0xff, 0x00, 0x12, 0x34]
         );
     }
 
