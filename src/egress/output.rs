@@ -280,15 +280,10 @@ fn open_udp(
     }
     // Unicast outputs leave through this interface too, whatever the routing table prefers
     // (the route lookup is made with it as the output interface). IPv4 takes the index in
-    // network byte order, IPv6 in host order.
+    // network byte order, and so does IPv6 (`ntohl` in `do_ipv6_setsockopt`).
     if v6 {
         socket.set_multicast_if_v6(ifindex)?;
-        sys::setsockopt(
-            fd,
-            libc::IPPROTO_IPV6,
-            IPV6_UNICAST_IF,
-            &(ifindex as libc::c_int),
-        )?;
+        sys::setsockopt(fd, libc::IPPROTO_IPV6, IPV6_UNICAST_IF, &ifindex.to_be())?;
         socket.set_multicast_loop_v6(false)?;
         sys::setsockopt(fd, libc::IPPROTO_IPV6, IPV6_MULTICAST_ALL, &0i32)?;
     } else {
