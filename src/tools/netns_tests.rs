@@ -4,7 +4,7 @@
 //! tag, and is deleted by [`Topology`]'s `Drop` even when an assertion fails; traffic only ever
 //! flows inside these namespaces. Throughput and latency are measured by `scripts/bench`, not here.
 
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::process::Command;
 use std::thread;
@@ -106,11 +106,11 @@ const GROUP: Ipv4Addr = Ipv4Addr::new(239, 77, 0, 1);
 
 fn gen_options(group_count: u32, count: u64, rate: u64, size: usize) -> GenOptions {
     GenOptions {
-        group: GROUP,
+        group: GROUP.into(),
         group_count,
         port: 5001,
         interface: Egress::Name("va".into()),
-        bind: Some(Ipv4Addr::new(10, 99, 0, 1)),
+        bind: Some(Ipv4Addr::new(10, 99, 0, 1).into()),
         size,
         count,
         rate,
@@ -183,7 +183,7 @@ fn a_sink_ignores_groups_it_did_not_ask_for_and_stops_at_its_count() {
         rx.recv().ok();
     });
     let mut opts = sink_options(2, Duration::from_secs(1));
-    opts.group = Ipv4Addr::from(u32::from(GROUP) + 1);
+    opts.group = Ipv4Addr::from(u32::from(GROUP) + 1).into();
     opts.count = Some(1000);
     thread::sleep(Duration::from_millis(100));
     let sink = topo.spawn_sink(opts);
@@ -206,7 +206,7 @@ fn three_hundred_source_specific_groups_are_joined_through_helper_sockets() {
     let topo = Topology::new("ssm");
     // 300 groups is 15 helper sockets at the default igmp_max_memberships of 20.
     let mut opts = sink_options(300, Duration::from_millis(500));
-    opts.source = Some(Ipv4Addr::new(10, 99, 0, 1));
+    opts.source = Some(Ipv4Addr::new(10, 99, 0, 1).into());
     let sink = topo.spawn_sink(opts);
     let g = topo.run_gen(gen_options(300, 20, 30_000, 100));
     let r = sink.join().expect("sink thread");
@@ -222,13 +222,13 @@ fn three_hundred_source_specific_groups_are_joined_through_helper_sockets() {
         .all(|s| s.received == 20 && s.last_seq == 19));
     assert_eq!(
         r.per_stream[299].group,
-        Ipv4Addr::from(u32::from(GROUP) + 299)
+        IpAddr::V4(Ipv4Addr::from(u32::from(GROUP) + 299))
     );
 
     // A join for another source admits nothing from this one.
     let _ = std::fs::remove_file(&topo.ready);
     let mut opts = sink_options(1, Duration::from_millis(500));
-    opts.source = Some(Ipv4Addr::new(10, 99, 0, 9));
+    opts.source = Some(Ipv4Addr::new(10, 99, 0, 9).into());
     opts.first_timeout = Duration::from_millis(500);
     let sink = topo.spawn_sink(opts);
     topo.run_gen(gen_options(1, 100, 10_000, 100));
