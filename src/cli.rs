@@ -1,6 +1,6 @@
 //! Command line: `mcr run | check | gen | sink`. Parses arguments and calls the library.
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -85,21 +85,22 @@ enum Command {
 
 #[derive(Debug, clap::Args)]
 struct GenArgs {
-    /// First destination group.
+    /// First destination group: IPv4 (224.0.0.0/4) or IPv6 (ff00::/8), or one unicast
+    /// address. Its family picks the socket (AF_INET or AF_INET6).
     #[arg(long)]
-    group: Ipv4Addr,
+    group: IpAddr,
     /// Send round-robin to this many consecutive groups (one stream each).
     #[arg(long, default_value_t = 1)]
     group_count: u32,
     /// Destination UDP port.
     #[arg(long)]
     port: u16,
-    /// Outgoing interface: a name (by index) or an IPv4 address.
+    /// Outgoing interface: a name (by index) or one of its addresses (IPv4 or IPv6).
     #[arg(long)]
     interface: String,
-    /// Source address to bind.
+    /// Source address to bind, of the group's family.
     #[arg(long)]
-    bind: Option<Ipv4Addr>,
+    bind: Option<IpAddr>,
     /// UDP payload bytes (at least 24).
     #[arg(long, default_value_t = 1024)]
     size: usize,
@@ -109,10 +110,10 @@ struct GenArgs {
     /// Total packets per second over all streams; 0 = as fast as possible.
     #[arg(long, default_value_t = 0)]
     rate: u64,
-    /// IP TTL.
+    /// IP TTL of multicast datagrams (IPv6: the hop limit).
     #[arg(long, default_value_t = 8)]
     ttl: u8,
-    /// IPv4 TOS byte: DSCP << 2 | ECN (e.g. 184 for EF).
+    /// IPv4 TOS byte or IPv6 traffic class: DSCP << 2 | ECN (e.g. 184 for EF).
     #[arg(long, default_value_t = 0)]
     tos: u8,
     /// Stream id of the first group (later groups count up from it).
@@ -125,9 +126,10 @@ struct GenArgs {
 
 #[derive(Debug, clap::Args)]
 struct SinkArgs {
-    /// First group to join.
+    /// First group to join: IPv4 (224.0.0.0/4) or IPv6 (ff00::/8); or one unicast address to
+    /// receive on, without joining.
     #[arg(long)]
-    group: Ipv4Addr,
+    group: IpAddr,
     /// Join this many consecutive groups.
     #[arg(long, default_value_t = 1)]
     group_count: u32,
@@ -137,9 +139,9 @@ struct SinkArgs {
     /// Interface to join on.
     #[arg(long)]
     interface: String,
-    /// Source-specific join (SSM) for this source.
+    /// Source-specific join (SSM) for this source, of the group's family.
     #[arg(long)]
-    source: Option<Ipv4Addr>,
+    source: Option<IpAddr>,
     /// Exit once this many packets arrived.
     #[arg(long)]
     count: Option<u64>,
@@ -152,7 +154,8 @@ struct SinkArgs {
     /// Create this file once every group is joined.
     #[arg(long)]
     ready_file: Option<PathBuf>,
-    /// Print the summary (with per-stream detail) as JSON.
+    /// Print the summary (with per-stream detail) as JSON. The fields are the same for IPv6:
+    /// ttl_min/ttl_max hold the hop limit, dscp_min/dscp_max the traffic class's DSCP.
     #[arg(long)]
     json: bool,
 }
@@ -328,7 +331,7 @@ pub fn main() -> ExitCode {
         Command::Active { socket } => set_role(&socket, control::Command::Active),
         Command::Standby { socket } => set_role(&socket, control::Command::Standby),
         Command::Gen(a) => {
-            let interface = match a.interface.parse::<Ipv4Addr>() {
+            let interface = match a.interface.parse::<IpAddr>() {
                 Ok(addr) => gen::Egress::Addr(addr),
                 Err(_) => gen::Egress::Name(a.interface),
             };

@@ -12,14 +12,19 @@
 //! packets/s for at least [`MIN_SLEEP_NS`], so each wake-up pays for a burst. At low rates every
 //! packet leaves close to its own due time. The send timestamp in each probe is taken right
 //! before the `sendmmsg` call that carries it.
+//!
+//! The group's family picks the socket: `AF_INET` with `IP_MULTICAST_IF`/`_TTL`/`_LOOP` and
+//! `IP_TOS`, or `AF_INET6` (`IPV6_V6ONLY`) with `IPV6_MULTICAST_IF`/`_HOPS`/`_LOOP` and
+//! `IPV6_TCLASS` carrying the same byte. Pacing, batching, payload and round robin do not
+//! depend on it.
 
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, SocketAddr, SocketAddrV6};
 use std::os::fd::AsFd;
 
 use serde::Serialize;
-use socket2::{Domain, Protocol, Socket, Type};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use super::{os, payload, Groups, MAX_BATCH, MAX_PAYLOAD};
 use crate::sys;
@@ -27,32 +32,34 @@ use crate::sys;
 /// The shortest sleep when packets are due faster than this apart.
 pub const MIN_SLEEP_NS: u64 = 50_000;
 
-/// Which interface multicast leaves through (`IP_MULTICAST_IF`).
+/// Which interface multicast leaves through (`IP_MULTICAST_IF` / `IPV6_MULTICAST_IF`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Egress {
     /// By interface name, resolved to an index (`ip_mreqn`); works without an IPv4 address.
     Name(String),
-    /// By the interface's IPv4 address.
-    Addr(Ipv4Addr),
+    /// By an address of the interface: an IPv4 address goes to `IP_MULTICAST_IF` as it is;
+    /// otherwise (IPv6, which only takes an index) the interface holding it is looked up.
+    Addr(IpAddr),
 }
 
 #[derive(Debug, Clone)]
 pub struct GenOptions {
-    /// First group; `group_count` consecutive groups are served round robin.
-    pub group: Ipv4Addr,
+    /// First group, IPv4 or IPv6; `group_count` consecutive groups are served round robin.
+    pub group: IpAddr,
     pub group_count: u32,
     pub port: u16,
     pub interface: Egress,
-    /// Source address to bind (port 0); the kernel picks one when `None`.
-    pub bind: Option<Ipv4Addr>,
+    /// Source address to bind (port 0), of the group's family; the kernel picks one when `None`.
+    pub bind: Option<IpAddr>,
     /// UDP payload bytes, `payload::HEADER_LEN..=MAX_PAYLOAD`.
     pub size: usize,
     /// Packets per stream.
     pub count: u64,
     /// Packets per second over all streams; 0 sends as fast as possible.
     pub rate: u64,
+    /// IPv4 TTL or IPv6 hop limit of multicast datagrams.
     pub ttl: u8,
-    /// The IPv4 TOS byte (DSCP << 2 | ECN) of every datagram.
+    /// The IPv4 TOS byte or IPv6 traffic class (DSCP << 2 | ECN) of every datagram.
     pub tos: u8,
     /// Stream id of the first group; group `i` carries stream `stream_base + i`.
     pub stream_base: u32,
@@ -86,8 +93,10 @@ pub enum GenError {
         payload::HEADER_LEN
     )]
     Size { size: usize },
-    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more; or one unicast address)")]
-    Groups { group: Ipv4Addr, count: u32 },
+    #[error("{count} groups from {group} on are not all multicast (need 1 or more in 224.0.0.0/4 or ff00::/8; or one unicast address)")]
+    Groups { group: IpAddr, count: u32 },
+    #[error("bind address {bind} is not of the same family as group {group}")]
+    BindFamily { bind: IpAddr, group: IpAddr },
     #[error("{count} packets per stream over {group_count} streams is too many")]
     Count { count: u64, group_count: u32 },
     #[error("egress interface {name:?}: {source}")]
@@ -106,6 +115,12 @@ pub fn run(opts: &GenOptions) -> Result<GenReport, GenError> {
     if !(payload::HEADER_LEN..=MAX_PAYLOAD).contains(&opts.size) {
         return Err(GenError::Size { size: opts.size });
     }
+    if let Some(bind) = opts.bind.filter(|b| b.is_ipv6() != opts.group.is_ipv6()) {
+        return Err(GenError::BindFamily {
+            bind,
+            group: opts.group,
+        });
+    }
     let groups = Groups::new(opts.group, opts.group_count).ok_or(GenError::Groups {
         group: opts.group,
         count: opts.group_count,
@@ -117,11 +132,11 @@ pub fn run(opts: &GenOptions) -> Result<GenReport, GenError> {
             count: opts.count,
             group_count: groups.count(),
         })?;
-    let socket = open_socket(opts, groups)?;
+    let (socket, scope) = open_socket(opts, groups)?;
     // Only a paced run sleeps; tighten the timer so wake-ups land close to due times.
     let _slack = (opts.rate > 0).then(|| SlackGuard::set(1));
 
-    let mut sender = Sender::new(&socket, opts, groups);
+    let mut sender = Sender::new(&socket, opts, groups, scope);
     let pacer = Pacer::new(payload::monotonic_ns(), opts.rate, total);
     let mut next = 0u64;
     while next < total {
@@ -149,51 +164,116 @@ pub fn run(opts: &GenOptions) -> Result<GenReport, GenError> {
     })
 }
 
-fn open_socket(opts: &GenOptions, groups: Groups) -> Result<Socket, GenError> {
+/// The socket of a run and, for IPv6, the egress interface index (the scope of link-local
+/// destinations and bind addresses).
+fn open_socket(opts: &GenOptions, groups: Groups) -> Result<(Socket, u32), GenError> {
     let err = |what| move |source| GenError::Socket { what, source };
-    let socket =
-        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err("socket"))?;
-    socket
-        .set_multicast_loop_v4(false)
-        .map_err(err("IP_MULTICAST_LOOP"))?;
-    socket
-        .set_multicast_ttl_v4(u32::from(opts.ttl))
-        .map_err(err("IP_MULTICAST_TTL"))?;
-    socket.set_tos(u32::from(opts.tos)).map_err(err("IP_TOS"))?;
-    match &opts.interface {
-        Egress::Name(name) => {
-            let ifindex = sys::ifindex(name).map_err(|source| GenError::Interface {
-                name: name.clone(),
-                source,
-            })?;
-            sys::set_multicast_if(socket.as_fd(), ifindex).map_err(|source| {
-                GenError::Interface {
-                    name: name.clone(),
-                    source,
-                }
-            })?;
-        }
-        Egress::Addr(addr) => {
-            socket
+    let domain = if groups.is_ipv6() {
+        Domain::IPV6
+    } else {
+        Domain::IPV4
+    };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err("socket"))?;
+    let interface_error = |name: String| move |source| GenError::Interface { name, source };
+    let scope = if groups.is_ipv6() {
+        socket.set_only_v6(true).map_err(err("IPV6_V6ONLY"))?;
+        socket
+            .set_multicast_loop_v6(false)
+            .map_err(err("IPV6_MULTICAST_LOOP"))?;
+        socket
+            .set_multicast_hops_v6(u32::from(opts.ttl))
+            .map_err(err("IPV6_MULTICAST_HOPS"))?;
+        socket
+            .set_tclass_v6(u32::from(opts.tos))
+            .map_err(err("IPV6_TCLASS"))?;
+        let ifindex = egress_index(&opts.interface)?;
+        socket
+            .set_multicast_if_v6(ifindex)
+            .map_err(interface_error(egress_name(&opts.interface)))?;
+        ifindex
+    } else {
+        socket
+            .set_multicast_loop_v4(false)
+            .map_err(err("IP_MULTICAST_LOOP"))?;
+        socket
+            .set_multicast_ttl_v4(u32::from(opts.ttl))
+            .map_err(err("IP_MULTICAST_TTL"))?;
+        socket.set_tos(u32::from(opts.tos)).map_err(err("IP_TOS"))?;
+        match &opts.interface {
+            Egress::Addr(IpAddr::V4(addr)) => socket
                 .set_multicast_if_v4(addr)
-                .map_err(|source| GenError::Interface {
-                    name: addr.to_string(),
-                    source,
-                })?
+                .map_err(interface_error(addr.to_string()))?,
+            other => {
+                let ifindex = egress_index(other)?;
+                sys::set_multicast_if(socket.as_fd(), ifindex)
+                    .map_err(interface_error(egress_name(other)))?;
+            }
         }
-    }
+        0
+    };
     if let Some(addr) = opts.bind {
         socket
-            .bind(&SocketAddrV4::new(addr, 0).into())
+            .bind(&sockaddr(addr, 0, scope))
             .map_err(err("bind"))?;
     }
     // One group: a connected socket skips the per-datagram route lookup.
     if groups.count() == 1 {
         socket
-            .connect(&SocketAddrV4::new(opts.group, opts.port).into())
+            .connect(&sockaddr(opts.group, opts.port, scope))
             .map_err(err("connect"))?;
     }
-    Ok(socket)
+    Ok((socket, scope))
+}
+
+/// The index of the egress interface, by name or by one of its addresses.
+fn egress_index(egress: &Egress) -> Result<u32, GenError> {
+    let index = match egress {
+        Egress::Name(name) => sys::ifindex(name),
+        Egress::Addr(addr) => index_of_address(*addr),
+    };
+    index.map_err(|source| GenError::Interface {
+        name: egress_name(egress),
+        source,
+    })
+}
+
+fn egress_name(egress: &Egress) -> String {
+    match egress {
+        Egress::Name(name) => name.clone(),
+        Egress::Addr(addr) => addr.to_string(),
+    }
+}
+
+/// The interface that holds `addr`, in the calling thread's network namespace.
+fn index_of_address(addr: IpAddr) -> io::Result<u32> {
+    let found = nix::ifaddrs::getifaddrs()?.find(|ifa| {
+        let Some(a) = &ifa.address else { return false };
+        match addr {
+            IpAddr::V4(v4) => a.as_sockaddr_in().is_some_and(|s| s.ip() == v4),
+            IpAddr::V6(v6) => a.as_sockaddr_in6().is_some_and(|s| s.ip() == v6),
+        }
+    });
+    match found {
+        Some(ifa) => sys::ifindex(&ifa.interface_name),
+        None => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            "no interface has this address",
+        )),
+    }
+}
+
+/// A socket address; an IPv6 one that needs a scope (link-local unicast, or a multicast group
+/// of interface- or link-local scope) gets the egress interface's.
+fn sockaddr(addr: IpAddr, port: u16, scope: u32) -> SockAddr {
+    match addr {
+        IpAddr::V4(a) => SocketAddr::from((a, port)).into(),
+        IpAddr::V6(a) => {
+            let needs_scope = a.is_unicast_link_local()
+                || (a.is_multicast() && matches!(a.octets()[1] & 0x0f, 1 | 2));
+            let scope = if needs_scope { scope } else { 0 };
+            SocketAddrV6::new(a, port, 0, scope).into()
+        }
+    }
 }
 
 /// Turns elapsed time into a number of due packets, and picks the next wake-up.
@@ -292,7 +372,7 @@ struct Sender<'a> {
     /// Group index of each slot in the current batch.
     slot_group: [u32; MAX_BATCH],
     /// Per group destination; empty when the socket is connected.
-    dests: Vec<libc::sockaddr_in>,
+    dests: Vec<SockAddr>,
     group_count: u64,
     stream_base: u32,
     sent: u64,
@@ -300,20 +380,13 @@ struct Sender<'a> {
 }
 
 impl<'a> Sender<'a> {
-    fn new(socket: &'a Socket, opts: &GenOptions, groups: Groups) -> Sender<'a> {
+    fn new(socket: &'a Socket, opts: &GenOptions, groups: Groups, scope: u32) -> Sender<'a> {
         let dests = if groups.count() == 1 {
             Vec::new()
         } else {
             groups
                 .iter()
-                .map(|g| libc::sockaddr_in {
-                    sin_family: libc::AF_INET as libc::sa_family_t,
-                    sin_port: opts.port.to_be(),
-                    sin_addr: libc::in_addr {
-                        s_addr: u32::from(g).to_be(),
-                    },
-                    sin_zero: [0; 8],
-                })
+                .map(|g| sockaddr(g, opts.port, scope))
                 .collect()
         };
         Sender {
@@ -457,7 +530,7 @@ mod tests {
     #[test]
     fn bad_options_are_rejected_before_any_socket() {
         let mut o = GenOptions {
-            group: Ipv4Addr::new(239, 1, 1, 1),
+            group: "239.1.1.1".parse().unwrap(),
             group_count: 1,
             port: 5000,
             interface: Egress::Name("lo".into()),
@@ -483,6 +556,57 @@ mod tests {
         o.interface = Egress::Name("no-such-if-x".into());
         let e = run(&o).unwrap_err();
         assert!(e.to_string().contains("no-such-if-x"), "{e}");
+    }
+
+    #[test]
+    fn bad_ipv6_options_are_rejected_before_sending() {
+        let mut o = GenOptions {
+            group: "ff3e::77:1".parse().unwrap(),
+            group_count: 2,
+            port: 5000,
+            interface: Egress::Name("no-such-if-z".into()),
+            bind: Some("10.0.0.1".parse().unwrap()),
+            size: 100,
+            count: 1,
+            rate: 0,
+            ttl: 1,
+            tos: 0,
+            stream_base: 0,
+        };
+        let e = run(&o).unwrap_err();
+        assert!(matches!(e, GenError::BindFamily { .. }), "{e}");
+        o.bind = Some("fd99::1".parse().unwrap());
+        let e = run(&o).unwrap_err();
+        assert!(e.to_string().contains("no-such-if-z"), "{e}");
+        // An address no interface holds names no interface.
+        o.interface = Egress::Addr("fd00:dead::1".parse().unwrap());
+        let e = run(&o).unwrap_err();
+        assert!(matches!(e, GenError::Interface { .. }), "{e}");
+        assert!(e.to_string().contains("fd00:dead::1"), "{e}");
+        // Two groups from the very last address would leave ff00::/8 (and the address space).
+        o.group = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff".parse().unwrap();
+        assert!(matches!(run(&o), Err(GenError::Groups { .. })));
+        o.group = "fd99::2".parse().unwrap();
+        assert!(matches!(run(&o), Err(GenError::Groups { .. })));
+    }
+
+    #[test]
+    fn ipv6_destinations_carry_the_egress_scope_only_where_it_means_something() {
+        let scope_of = |a: &str| {
+            sockaddr(a.parse().unwrap(), 5000, 7)
+                .as_socket_ipv6()
+                .unwrap()
+                .scope_id()
+        };
+        assert_eq!(scope_of("ff02::1:3"), 7, "link-local scope");
+        assert_eq!(scope_of("ff01::1"), 7, "interface-local scope");
+        assert_eq!(scope_of("ff32::8000:1"), 7, "link-local SSM");
+        assert_eq!(scope_of("fe80::1"), 7);
+        assert_eq!(scope_of("ff3e::1"), 0, "global scope");
+        assert_eq!(scope_of("ff15::1"), 0, "site scope");
+        assert_eq!(scope_of("fd99::2"), 0);
+        let v4 = sockaddr("239.1.1.1".parse().unwrap(), 5000, 7);
+        assert_eq!(v4.as_socket(), Some("239.1.1.1:5000".parse().unwrap()));
     }
 
     #[test]

@@ -10,10 +10,13 @@ use std::io;
 use std::mem::size_of;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
+use socket2::SockAddr;
+
 use super::MAX_BATCH;
 
-/// One datagram to send: its payload and, for an unconnected socket, its destination.
-pub(crate) type Outgoing<'a> = (&'a [u8], Option<&'a libc::sockaddr_in>);
+/// One datagram to send: its payload and, for an unconnected socket, its destination
+/// (IPv4 or IPv6, of the socket's family).
+pub(crate) type Outgoing<'a> = (&'a [u8], Option<&'a SockAddr>);
 
 /// `sendmmsg` of up to [`MAX_BATCH`] datagrams (extra items are not consumed).
 ///
@@ -27,7 +30,7 @@ pub(crate) fn send_batch<'a>(
         iov_base: std::ptr::null_mut(),
         iov_len: 0,
     }; MAX_BATCH];
-    let mut names: [Option<&libc::sockaddr_in>; MAX_BATCH] = [None; MAX_BATCH];
+    let mut names: [Option<&SockAddr>; MAX_BATCH] = [None; MAX_BATCH];
     let mut n = 0;
     for ((buf, dest), (iov, name)) in msgs.into_iter().zip(iovs.iter_mut().zip(names.iter_mut())) {
         *iov = libc::iovec {
@@ -51,8 +54,8 @@ pub(crate) fn send_batch<'a>(
         m.msg_iov = iov;
         m.msg_iovlen = 1;
         if let Some(addr) = name {
-            m.msg_name = (*addr as *const libc::sockaddr_in).cast_mut().cast();
-            m.msg_namelen = size_of::<libc::sockaddr_in>() as libc::socklen_t;
+            m.msg_name = addr.as_ptr().cast_mut().cast();
+            m.msg_namelen = addr.len();
         }
     }
     // SAFETY: the first `n` headers point at `iovs` and at destinations borrowed by the caller,

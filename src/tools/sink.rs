@@ -5,6 +5,12 @@
 //! default) and instead filters by each datagram's destination address (`IP_PKTINFO`):
 //! anything not addressed to an asked group is counted as `foreign` and otherwise ignored.
 //!
+//! IPv6 groups work the same way with the IPv6 names of every piece: an `IPV6_V6ONLY` socket
+//! bound to `[::]:port` with `IPV6_MULTICAST_ALL` on (the default), helper sockets from [`mld`], and the
+//! destination, hop limit and traffic class from `IPV6_PKTINFO`, `IPV6_HOPLIMIT` and
+//! `IPV6_TCLASS`. The report does not say which family it saw: the hop limit counts as the TTL
+//! and the traffic class as the TOS byte.
+//!
 //! Accounting is per stream id (from the payload): a [`SeqTracker`] tells new, reordered and
 //! duplicate sequence numbers apart and derives losses; latency is `CLOCK_MONOTONIC` at receipt
 //! (read once per `recvmmsg` batch) minus the probe's send time.
@@ -14,7 +20,7 @@ mod stats;
 use std::collections::HashMap;
 use std::fmt;
 use std::io;
-use std::net::{Ipv4Addr, SocketAddrV4};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -40,21 +46,37 @@ const TICK: Duration = Duration::from_millis(50);
 /// so that 64 of them do not all map to the same cache sets.
 const SLOT: usize = (MAX_PAYLOAD + 1).next_multiple_of(64) + 64;
 
-/// Control buffer per datagram: `IP_PKTINFO`, `IP_TTL` and `IP_TOS`.
-const CONTROL: usize = os::cmsg_space(std::mem::size_of::<libc::in_pktinfo>())
+/// Control messages of an IPv4 datagram: `IP_PKTINFO`, `IP_TTL` and `IP_TOS` (one byte).
+const CONTROL_V4: usize = os::cmsg_space(std::mem::size_of::<libc::in_pktinfo>())
     + os::cmsg_space(std::mem::size_of::<libc::c_int>())
     + os::cmsg_space(1);
 
+/// Control messages of an IPv6 datagram: `IPV6_PKTINFO`, `IPV6_HOPLIMIT` and `IPV6_TCLASS`
+/// (both `int`).
+const CONTROL_V6: usize = os::cmsg_space(std::mem::size_of::<libc::in6_pktinfo>())
+    + 2 * os::cmsg_space(std::mem::size_of::<libc::c_int>());
+
+/// Control buffer per datagram, for either family.
+const CONTROL: usize = if CONTROL_V4 > CONTROL_V6 {
+    CONTROL_V4
+} else {
+    CONTROL_V6
+};
+
+// Each datagram's control buffer starts CONTROL bytes after the previous one: the kernel
+// writes aligned cmsghdrs there, so the stride must keep that alignment.
+const _: () = assert!(CONTROL % std::mem::align_of::<libc::cmsghdr>() == 0);
+
 #[derive(Debug, Clone)]
 pub struct SinkOptions {
-    /// First group; `group_count` consecutive groups are joined.
-    pub group: Ipv4Addr,
+    /// First group, IPv4 or IPv6; `group_count` consecutive groups are joined.
+    pub group: IpAddr,
     pub group_count: u32,
     pub port: u16,
     /// Interface name to join on.
     pub interface: String,
-    /// Source-specific joins (SSM) from this source.
-    pub source: Option<Ipv4Addr>,
+    /// Source-specific joins (SSM) from this source, of the group's family.
+    pub source: Option<IpAddr>,
     /// Stop once this many packets (total, all groups) were received.
     pub count: Option<u64>,
     /// Stop when no packet arrived for this long after the first one.
@@ -67,9 +89,14 @@ pub struct SinkOptions {
 
 impl SinkOptions {
     /// Options with the default timeouts (2 s idle, 30 s before the first packet).
-    pub fn new(group: Ipv4Addr, group_count: u32, port: u16, interface: &str) -> SinkOptions {
+    pub fn new(
+        group: impl Into<IpAddr>,
+        group_count: u32,
+        port: u16,
+        interface: &str,
+    ) -> SinkOptions {
         SinkOptions {
-            group,
+            group: group.into(),
             group_count,
             port,
             interface: interface.to_owned(),
@@ -86,7 +113,7 @@ impl SinkOptions {
 pub struct StreamReport {
     pub stream: u32,
     /// Destination address of the stream's first packet.
-    pub group: Ipv4Addr,
+    pub group: IpAddr,
     pub received: u64,
     pub bytes: u64,
     pub lost: u64,
@@ -112,9 +139,11 @@ pub struct SinkReport {
     pub corrupt: u64,
     /// Datagrams for a group that was not asked for (or without a destination address).
     pub foreign: u64,
+    /// IPv4 TTL or IPv6 hop limit seen, lowest and highest.
     pub ttl_min: Option<u8>,
     pub ttl_max: Option<u8>,
-    /// DSCP (the upper six bits of the IPv4 TOS byte) seen, lowest and highest.
+    /// DSCP (the upper six bits of the IPv4 TOS byte or IPv6 traffic class) seen, lowest and
+    /// highest.
     pub dscp_min: Option<u8>,
     pub dscp_max: Option<u8>,
     pub latency_us: Option<Latency>,
@@ -156,8 +185,10 @@ impl fmt::Display for SinkReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("{count} groups from {group} on are not all IPv4 multicast (need 1 or more; or one unicast address)")]
-    Groups { group: Ipv4Addr, count: u32 },
+    #[error("{count} groups from {group} on are not all multicast (need 1 or more in 224.0.0.0/4 or ff00::/8; or one unicast address)")]
+    Groups { group: IpAddr, count: u32 },
+    #[error("source {ssm_source} is not of the same family as group {group}")]
+    SourceFamily { ssm_source: IpAddr, group: IpAddr },
     #[error("port 0 cannot be received on")]
     Port,
     #[error("interface {name:?}: {source}")]
@@ -169,8 +200,8 @@ pub enum SinkError {
     },
     #[error("joining {group}{} on {interface}: {source}", source_suffix(.ssm_source))]
     Join {
-        group: Ipv4Addr,
-        ssm_source: Option<Ipv4Addr>,
+        group: IpAddr,
+        ssm_source: Option<IpAddr>,
         interface: String,
         source: io::Error,
     },
@@ -180,7 +211,7 @@ pub enum SinkError {
     Receive { received: u64, source: io::Error },
 }
 
-fn source_suffix(source: &Option<Ipv4Addr>) -> String {
+fn source_suffix(source: &Option<IpAddr>) -> String {
     source
         .map(|s| format!(" from source {s}"))
         .unwrap_or_default()
@@ -192,6 +223,12 @@ pub fn run(opts: &SinkOptions) -> Result<SinkReport, SinkError> {
         group: opts.group,
         count: opts.group_count,
     })?;
+    if let Some(source) = opts.source.filter(|s| s.is_ipv6() != groups.is_ipv6()) {
+        return Err(SinkError::SourceFamily {
+            ssm_source: source,
+            group: opts.group,
+        });
+    }
     if opts.port == 0 {
         return Err(SinkError::Port);
     }
@@ -199,29 +236,15 @@ pub fn run(opts: &SinkOptions) -> Result<SinkReport, SinkError> {
         name: opts.interface.clone(),
         source,
     })?;
-    let socket = open_socket(opts.port, tick(opts))?;
+    let socket = open_socket(groups.is_ipv6(), opts.port, tick(opts))?;
     // Held until the end of the run: dropping it closes the helper sockets, which leaves.
-    let mut memberships = Memberships::kernel();
-    for group in groups.iter().filter(Ipv4Addr::is_multicast) {
-        memberships
-            .join(Membership {
-                ifindex,
-                group: group.into(),
-                source: opts.source.map(Into::into),
-            })
-            .map_err(|source| SinkError::Join {
-                group,
-                ssm_source: opts.source,
-                interface: opts.interface.clone(),
-                source,
-            })?;
-    }
+    let joins = join(opts, groups, ifindex)?;
     log::info!(
         "sink joined {} groups from {} on {} ({} helper sockets)",
         groups.count(),
         opts.group,
         opts.interface,
-        memberships.sockets()
+        joins.sockets()
     );
     if let Some(path) = &opts.ready_file {
         std::fs::File::create(path).map_err(|source| SinkError::ReadyFile {
@@ -231,8 +254,29 @@ pub fn run(opts: &SinkOptions) -> Result<SinkReport, SinkError> {
     }
     let mut tally = Tally::new(groups);
     receive(&socket, opts, &mut tally)?;
-    drop(memberships);
+    drop(joins);
     Ok(tally.report())
+}
+
+/// Joins every multicast group of the run (a unicast address needs none) through the
+/// relay's own helper-socket pools, which know both families' per-socket limits. The range
+/// is of one family, and [`run`] checked that the source is of the same.
+fn join(opts: &SinkOptions, groups: Groups, ifindex: u32) -> Result<Memberships, SinkError> {
+    let mut memberships = Memberships::kernel();
+    for group in groups.iter().filter(IpAddr::is_multicast) {
+        let m = Membership {
+            ifindex,
+            group,
+            source: opts.source,
+        };
+        memberships.join(m).map_err(|source| SinkError::Join {
+            group,
+            ssm_source: opts.source,
+            interface: opts.interface.clone(),
+            source,
+        })?;
+    }
+    Ok(memberships)
 }
 
 /// The receive-timeout tick: short enough to honour both timeouts, never zero (which would
@@ -243,10 +287,10 @@ fn tick(opts: &SinkOptions) -> Duration {
         .max(Duration::from_millis(1))
 }
 
-fn open_socket(port: u16, tick: Duration) -> Result<Socket, SinkError> {
+fn open_socket(ipv6: bool, port: u16, tick: Duration) -> Result<Socket, SinkError> {
     let err = |what| move |source| SinkError::Socket { what, source };
-    let socket =
-        Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP)).map_err(err("socket"))?;
+    let domain = if ipv6 { Domain::IPV6 } else { Domain::IPV4 };
+    let socket = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP)).map_err(err("socket"))?;
     socket
         .set_reuse_address(true)
         .map_err(err("SO_REUSEADDR"))?;
@@ -263,14 +307,24 @@ fn open_socket(port: u16, tick: Duration) -> Result<Socket, SinkError> {
         Err(e) => log::debug!("cannot read SO_RCVBUF: {e}"),
     }
     let on: libc::c_int = 1;
-    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, &on).map_err(err("IP_PKTINFO"))?;
-    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, &on).map_err(err("IP_RECVTTL"))?;
-    sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, &on).map_err(err("IP_RECVTOS"))?;
+    let any = if ipv6 {
+        socket.set_only_v6(true).map_err(err("IPV6_V6ONLY"))?;
+        let v6 = libc::IPPROTO_IPV6;
+        sys::setsockopt(fd, v6, libc::IPV6_RECVPKTINFO, &on).map_err(err("IPV6_RECVPKTINFO"))?;
+        sys::setsockopt(fd, v6, libc::IPV6_RECVHOPLIMIT, &on).map_err(err("IPV6_RECVHOPLIMIT"))?;
+        sys::setsockopt(fd, v6, libc::IPV6_RECVTCLASS, &on).map_err(err("IPV6_RECVTCLASS"))?;
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_PKTINFO, &on).map_err(err("IP_PKTINFO"))?;
+        sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTTL, &on).map_err(err("IP_RECVTTL"))?;
+        sys::setsockopt(fd, libc::IPPROTO_IP, libc::IP_RECVTOS, &on).map_err(err("IP_RECVTOS"))?;
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    };
     socket
         .set_read_timeout(Some(tick))
         .map_err(err("SO_RCVTIMEO"))?;
     socket
-        .bind(&SocketAddrV4::new(Ipv4Addr::UNSPECIFIED, port).into())
+        .bind(&SocketAddr::new(any, port).into())
         .map_err(err("bind"))?;
     Ok(socket)
 }
@@ -336,6 +390,53 @@ fn receive(socket: &Socket, opts: &SinkOptions, tally: &mut Tally) -> Result<(),
     }
 }
 
+/// What the control messages say about one datagram, in either family.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct Ancillary {
+    /// Destination address (`IP_PKTINFO` / `IPV6_PKTINFO`).
+    dst: Option<IpAddr>,
+    /// TTL or hop limit (`IP_TTL` / `IPV6_HOPLIMIT`).
+    ttl: Option<u8>,
+    /// TOS byte or traffic class (`IP_TOS` / `IPV6_TCLASS`).
+    tos: Option<u8>,
+}
+
+impl Ancillary {
+    fn decode(control: &[u8]) -> Ancillary {
+        let int = |data: &[u8]| {
+            data.get(..4)
+                .and_then(|t| t.try_into().ok())
+                .map(i32::from_ne_bytes)
+                .and_then(|t| u8::try_from(t).ok())
+        };
+        let mut a = Ancillary::default();
+        for (level, kind, data) in os::cmsgs(control) {
+            match (level, kind) {
+                // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
+                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
+                    a.dst = data
+                        .get(8..12)
+                        .and_then(|d| <[u8; 4]>::try_from(d).ok())
+                        .map(|d| IpAddr::V4(Ipv4Addr::from(d)));
+                }
+                (libc::IPPROTO_IP, libc::IP_TTL) => a.ttl = int(data),
+                (libc::IPPROTO_IP, libc::IP_TOS) => a.tos = data.first().copied(),
+                // struct in6_pktinfo { in6_addr ipi6_addr; int ipi6_ifindex; }
+                (libc::IPPROTO_IPV6, libc::IPV6_PKTINFO) => {
+                    a.dst = data
+                        .get(..16)
+                        .and_then(|d| <[u8; 16]>::try_from(d).ok())
+                        .map(|d| IpAddr::V6(Ipv6Addr::from(d)));
+                }
+                (libc::IPPROTO_IPV6, libc::IPV6_HOPLIMIT) => a.ttl = int(data),
+                (libc::IPPROTO_IPV6, libc::IPV6_TCLASS) => a.tos = int(data),
+                _ => {}
+            }
+        }
+        a
+    }
+}
+
 /// Everything counted so far; fed one datagram at a time.
 struct Tally {
     groups: Groups,
@@ -350,7 +451,7 @@ struct Tally {
 }
 
 struct StreamState {
-    group: Ipv4Addr,
+    group: IpAddr,
     received: u64,
     bytes: u64,
     seqs: SeqTracker,
@@ -372,35 +473,14 @@ impl Tally {
     }
 
     fn datagram(&mut self, payload: &[u8], control: &[u8], truncated: bool, now_ns: u64) {
-        let mut dst = None;
-        let mut ttl = None;
-        let mut tos = None;
-        for (level, kind, data) in os::cmsgs(control) {
-            match (level, kind) {
-                // struct in_pktinfo { int ipi_ifindex; in_addr ipi_spec_dst; in_addr ipi_addr; }
-                (libc::IPPROTO_IP, libc::IP_PKTINFO) => {
-                    dst = data
-                        .get(8..12)
-                        .and_then(|a| <[u8; 4]>::try_from(a).ok())
-                        .map(Ipv4Addr::from);
-                }
-                (libc::IPPROTO_IP, libc::IP_TTL) => {
-                    ttl = data
-                        .get(..4)
-                        .and_then(|t| t.try_into().ok())
-                        .map(i32::from_ne_bytes);
-                }
-                (libc::IPPROTO_IP, libc::IP_TOS) => tos = data.first().copied(),
-                _ => {}
-            }
-        }
+        let Ancillary { dst, ttl, tos } = Ancillary::decode(control);
         let Some(dst) = dst.filter(|&d| self.groups.contains(d)) else {
             self.foreign += 1;
             return;
         };
         self.received += 1;
         self.bytes += payload.len() as u64;
-        if let Some(t) = ttl.and_then(|t| u8::try_from(t).ok()) {
+        if let Some(t) = ttl {
             self.ttl = Some(self.ttl.map_or((t, t), |(lo, hi)| (lo.min(t), hi.max(t))));
         }
         if let Some(d) = tos.map(|t| t >> 2) {
@@ -469,29 +549,153 @@ impl Tally {
 mod tests {
     use super::*;
 
+    /// Appends one control message as the kernel lays it out (`CMSG_SPACE` per message).
+    fn push(v: &mut Vec<u8>, level: i32, kind: i32, data: &[u8]) {
+        let len = std::mem::size_of::<libc::cmsghdr>() + data.len();
+        let start = v.len();
+        v.extend_from_slice(&len.to_ne_bytes());
+        v.extend_from_slice(&level.to_ne_bytes());
+        v.extend_from_slice(&kind.to_ne_bytes());
+        v.extend_from_slice(data);
+        v.resize(start + os::cmsg_space(data.len()), 0);
+    }
+
     fn control(dst: Ipv4Addr, ttl: i32) -> Vec<u8> {
         control_tos(dst, ttl, 0)
     }
 
     fn control_tos(dst: Ipv4Addr, ttl: i32, tos: u8) -> Vec<u8> {
         let mut v = Vec::new();
-        let mut push = |kind: i32, data: &[u8]| {
-            let len = std::mem::size_of::<libc::cmsghdr>() + data.len();
-            let start = v.len();
-            v.extend_from_slice(&len.to_ne_bytes());
-            v.extend_from_slice(&libc::IPPROTO_IP.to_ne_bytes());
-            v.extend_from_slice(&kind.to_ne_bytes());
-            v.extend_from_slice(data);
-            v.resize(start + os::cmsg_space(data.len()), 0);
-        };
         let mut pktinfo = [0u8; 12];
         pktinfo[..4].copy_from_slice(&7i32.to_ne_bytes());
         pktinfo[8..].copy_from_slice(&dst.octets());
-        push(libc::IP_PKTINFO, &pktinfo);
-        push(libc::IP_TTL, &ttl.to_ne_bytes());
-        push(libc::IP_TOS, &[tos]);
-        assert_eq!(v.len(), CONTROL);
+        push(&mut v, libc::IPPROTO_IP, libc::IP_PKTINFO, &pktinfo);
+        push(&mut v, libc::IPPROTO_IP, libc::IP_TTL, &ttl.to_ne_bytes());
+        push(&mut v, libc::IPPROTO_IP, libc::IP_TOS, &[tos]);
+        assert_eq!(v.len(), CONTROL_V4);
         v
+    }
+
+    /// What an `IPV6_RECVPKTINFO`/`RECVHOPLIMIT`/`RECVTCLASS` socket gets, in the kernel's
+    /// order (`ip6_datagram_recv_specific_ctl`: pktinfo, hop limit, traffic class).
+    fn control_v6(dst: Ipv6Addr, hops: i32, tclass: i32) -> Vec<u8> {
+        let mut v = Vec::new();
+        let mut pktinfo = [0u8; 20];
+        pktinfo[..16].copy_from_slice(&dst.octets());
+        pktinfo[16..].copy_from_slice(&7i32.to_ne_bytes());
+        assert_eq!(pktinfo.len(), std::mem::size_of::<libc::in6_pktinfo>());
+        push(&mut v, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &pktinfo);
+        push(
+            &mut v,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPLIMIT,
+            &hops.to_ne_bytes(),
+        );
+        push(
+            &mut v,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_TCLASS,
+            &tclass.to_ne_bytes(),
+        );
+        assert_eq!(v.len(), CONTROL_V6);
+        v
+    }
+
+    #[test]
+    fn ipv6_control_messages_decode_to_the_ipv4_fields() {
+        let g: Ipv6Addr = "ff3e::77:1".parse().unwrap();
+        assert_eq!(
+            Ancillary::decode(&control_v6(g, 7, 34 << 2 | 2)),
+            Ancillary {
+                dst: Some(IpAddr::V6(g)),
+                ttl: Some(7),
+                tos: Some(34 << 2 | 2),
+            }
+        );
+        assert_eq!(
+            Ancillary::decode(&control_tos(Ipv4Addr::new(239, 1, 1, 1), 64, 184)),
+            Ancillary {
+                dst: Some(IpAddr::V4(Ipv4Addr::new(239, 1, 1, 1))),
+                ttl: Some(64),
+                tos: Some(184),
+            }
+        );
+        // Values an `int` can hold but the header cannot are not a TTL or a TOS byte.
+        let odd = Ancillary::decode(&control_v6(g, 300, -1));
+        assert_eq!((odd.ttl, odd.tos), (None, None));
+        // A pktinfo too short for an address gives none; the other messages still count.
+        let mut v = Vec::new();
+        push(&mut v, libc::IPPROTO_IPV6, libc::IPV6_PKTINFO, &[0xff; 12]);
+        push(
+            &mut v,
+            libc::IPPROTO_IPV6,
+            libc::IPV6_HOPLIMIT,
+            &1i32.to_ne_bytes(),
+        );
+        assert_eq!(
+            Ancillary::decode(&v),
+            Ancillary {
+                dst: None,
+                ttl: Some(1),
+                tos: None
+            }
+        );
+        // IPv4 option numbers at the IPv6 level (and the reverse) are other options.
+        let mut v = Vec::new();
+        push(
+            &mut v,
+            libc::IPPROTO_IPV6,
+            libc::IP_TTL,
+            &9i32.to_ne_bytes(),
+        );
+        push(
+            &mut v,
+            libc::IPPROTO_IP,
+            libc::IPV6_HOPLIMIT,
+            &9i32.to_ne_bytes(),
+        );
+        assert_eq!(Ancillary::decode(&v), Ancillary::default());
+    }
+
+    #[test]
+    fn tally_counts_ipv6_groups_hop_limits_and_traffic_classes() {
+        let g0: Ipv6Addr = "ff3e::1:ffff".parse().unwrap();
+        let g1: Ipv6Addr = "ff3e::2:0".parse().unwrap();
+        let mut t = Tally::new(Groups::new(g0, 2).unwrap());
+        let now = 1_000_000;
+        for seq in 0..3 {
+            t.datagram(
+                &probe(1, seq, now - 10_000),
+                &control_v6(g0, 7, 34 << 2),
+                false,
+                now,
+            );
+        }
+        t.datagram(
+            &probe(2, 0, now - 10_000),
+            &control_v6(g1, 5, 46 << 2),
+            false,
+            now,
+        );
+        // The group's IPv4 look-alike and the next IPv6 group are foreign.
+        t.datagram(
+            &probe(3, 0, 0),
+            &control(Ipv4Addr::new(0, 2, 0, 0), 7),
+            false,
+            now,
+        );
+        let g2: Ipv6Addr = "ff3e::2:1".parse().unwrap();
+        t.datagram(&probe(3, 0, 0), &control_v6(g2, 7, 0), false, now);
+        let r = t.report();
+        assert_eq!((r.received, r.foreign, r.streams, r.lost), (4, 2, 2, 0));
+        assert_eq!((r.ttl_min, r.ttl_max), (Some(5), Some(7)));
+        assert_eq!((r.dscp_min, r.dscp_max), (Some(34), Some(46)));
+        assert_eq!(r.per_stream[0].group, IpAddr::V6(g0));
+        assert_eq!(r.per_stream[1].group, IpAddr::V6(g1));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["per_stream"][1]["group"], "ff3e::2:0");
+        assert_eq!(json["ttl_max"], 7);
+        assert_eq!(json["dscp_min"], 34);
     }
 
     fn probe(stream: u32, seq: u64, sent_ns: u64) -> Vec<u8> {
@@ -544,7 +748,7 @@ mod tests {
             r.per_stream[0],
             StreamReport {
                 stream: 10,
-                group: g0,
+                group: IpAddr::V4(g0),
                 received: 6,
                 bytes: 600,
                 lost: 0,
@@ -554,7 +758,12 @@ mod tests {
                 last_seq: 4,
             }
         );
-        assert_eq!(r.per_stream[1].group, g1);
+        assert_eq!(r.per_stream[1].group, IpAddr::V4(g1));
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(
+            json["per_stream"][1]["group"], "239.1.1.2",
+            "a string, as always"
+        );
         assert_eq!(
             r.to_string(),
             "received=9 bytes=805 streams=2 lost=0 duplicates=1 reordered=1 corrupt=2 \
@@ -582,13 +791,26 @@ mod tests {
         let mut o = SinkOptions::new(Ipv4Addr::new(10, 1, 1, 1), 2, 5000, "lo");
         assert!(matches!(run(&o), Err(SinkError::Groups { .. })));
         o.group_count = 1;
-        o.group = Ipv4Addr::new(239, 1, 1, 1);
+        o.group = Ipv4Addr::new(239, 1, 1, 1).into();
         o.port = 0;
         assert!(matches!(run(&o), Err(SinkError::Port)));
         o.port = 5000;
         o.interface = "no-such-if-y".into();
         let e = run(&o).unwrap_err();
         assert!(e.to_string().contains("no-such-if-y"), "{e}");
+        // IPv6: several unicast addresses, a range leaving ff00::/8, a source of the other family.
+        let mut o = SinkOptions::new("fd99::2".parse::<Ipv6Addr>().unwrap(), 2, 5000, "lo");
+        assert!(matches!(run(&o), Err(SinkError::Groups { .. })));
+        o.group = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe".parse().unwrap();
+        o.group_count = 3;
+        assert!(matches!(run(&o), Err(SinkError::Groups { .. })));
+        o.group = "ff3e::77:1".parse().unwrap();
+        o.source = Some("10.99.0.1".parse().unwrap());
+        let e = run(&o).unwrap_err();
+        assert!(matches!(e, SinkError::SourceFamily { .. }), "{e}");
+        let mut o = SinkOptions::new(Ipv4Addr::new(232, 1, 1, 1), 1, 5000, "lo");
+        o.source = Some("fd99::1".parse().unwrap());
+        assert!(matches!(run(&o), Err(SinkError::SourceFamily { .. })));
     }
 
     #[test]
