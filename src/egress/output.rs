@@ -43,8 +43,11 @@ const SNDBUF: usize = 4 << 20;
 
 /// What the UDP socket connects to, to learn (and reserve) its source address and port.
 const PROBE: SocketAddrV4 = SocketAddrV4::new(Ipv4Addr::new(224, 0, 0, 1), 9);
-/// [`PROBE`] for IPv6: all nodes on the link (the interface goes in the scope id).
-const PROBE_V6: Ipv6Addr = Ipv6Addr::new(0xff02, 0, 0, 0, 0, 0, 0, 1);
+/// [`PROBE`] for IPv6: a group of global scope, so that source address selection (RFC 6724
+/// rule 2, matching scope) picks the interface's global address when it has one — routers
+/// never forward a datagram from a link-local source off its link — and its link-local
+/// address otherwise (enough for link-scoped groups such as ff02::fb).
+const PROBE_V6: Ipv6Addr = Ipv6Addr::new(0xff0e, 0, 0, 0, 0, 0, 0, 1);
 
 /// `IPV6_TRANSPARENT` and `IPV6_UNICAST_IF` (`linux/in6.h`), absent from some libc versions.
 const IPV6_TRANSPARENT: libc::c_int = 75;

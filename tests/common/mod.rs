@@ -325,6 +325,23 @@ impl Topology {
                 sink
             })
             .collect();
+        if v6 {
+            // The kernel sets IPv6 up on a link (its link-local address, the ff00::/8 route
+            // multicast input needs) only once the link is operationally up, which may be
+            // a while after `ip link set up`; until then IPv6 datagrams are dropped.
+            let mut ends = vec![(&gen, "up0".to_string()), (&relay, "in0".to_string())];
+            for (k, sink) in sinks.iter().enumerate() {
+                ends.push((&relay, format!("out{k}")));
+                ends.push((sink, "down0".to_string()));
+            }
+            for (ns, dev) in ends {
+                wait_until(&format!("IPv6 on {dev} in {}", ns.name), || {
+                    let out = ns.ip(&["-6", "addr", "show", "dev", &dev]);
+                    let text = String::from_utf8_lossy(&out.stdout);
+                    text.contains("inet6 fe80") && !text.contains("tentative")
+                });
+            }
+        }
         let dir = std::env::temp_dir().join(unique("dir"));
         fs::create_dir_all(&dir).unwrap();
         Topology {
