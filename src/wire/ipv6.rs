@@ -412,15 +412,7 @@ mod tests {
 
     #[test]
     fn encode_matches_captures() {
-        for hex in [
-            testdata::UDP6,
-            testdata::UDP6_HOP_BY_HOP,
-            testdata::UDP6_DEST_OPTS,
-            testdata::FRAG6_FIRST,
-            testdata::FRAG6_LAST,
-            testdata::MLD2_REPORT,
-            testdata::IPV6_ROUTER_SOLICIT,
-        ] {
+        for hex in testdata::IPV6_CAPTURES {
             let raw = ip_of(hex);
             assert_eq!(reencode(&raw), raw);
         }

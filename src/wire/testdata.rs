@@ -256,3 +256,14 @@ pub fn with_ipv6_extension(untagged: &[u8], kind: u8, header: &[u8]) -> Vec<u8> 
 pub fn frag_pattern(i: usize) -> u8 {
     (i * 7 + 3) as u8
 }
+
+/// Every IPv6 capture above; the router solicitation (not UDP) last.
+pub const IPV6_CAPTURES: [&str; 7] = [
+    UDP6,
+    UDP6_HOP_BY_HOP,
+    UDP6_DEST_OPTS,
+    FRAG6_FIRST,
+    FRAG6_LAST,
+    MLD2_REPORT,
+    IPV6_ROUTER_SOLICIT,
+];
