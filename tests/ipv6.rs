@@ -254,8 +254,16 @@ fn a_thousand_ipv6_groups_on_one_interface_at_default_sysctls() {
     );
     // `--count` is per group: 3 rounds of the 1000 groups.
     let args = [
-        "--group", "ff05::1:0", "--group-count", "1000", "--port", "5001", "--count", "3",
-        "--rate", "6000",
+        "--group",
+        "ff05::1:0",
+        "--group-count",
+        "1000",
+        "--port",
+        "5001",
+        "--count",
+        "3",
+        "--rate",
+        "6000",
     ];
     assert_eq!(num(&t.gen(&args), "sent"), 3000);
     let report = t.sink_report(sink);
