@@ -230,7 +230,12 @@ pub struct Flow {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Input {
     pub interface: IfName,
+    /// A multicast group, or with `unicast` an address of this host on `interface`.
     pub group: IpAddr,
+    /// `address = …` in the file: datagrams to this host's unicast address and port (a
+    /// contribution feed over a unicast link). mcr holds the port (a bound UDP socket, so no
+    /// other process takes it and the kernel never answers with ICMP port unreachable).
+    pub unicast: bool,
     pub port: u16,
     /// Source-specific multicast: accept only this sender (same family as `group`). `None`
     /// is any sender.
@@ -240,6 +245,9 @@ pub struct Input {
 impl fmt::Display for Input {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.group, self.port)?;
+        if self.unicast {
+            f.write_str(" (unicast)")?;
+        }
         if let Some(source) = self.source {
             write!(f, " from {source}")?;
         }
@@ -292,7 +300,7 @@ impl fmt::Display for Output {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Summary {
     pub flows: usize,
-    /// Distinct (interface, group, source) inputs, i.e. group memberships.
+    /// Distinct (interface, group, source) multicast inputs, i.e. group memberships.
     pub input_groups: usize,
     /// Distinct input interfaces.
     pub interfaces: usize,
@@ -371,6 +379,7 @@ impl Config {
         let groups: HashSet<_> = self
             .flows
             .iter()
+            .filter(|f| !f.input.unicast)
             .map(|f| (&f.input.interface, f.input.group, f.input.source))
             .collect();
         let interfaces: HashSet<_> = self.flows.iter().map(|f| &f.input.interface).collect();

@@ -296,7 +296,7 @@ impl State {
         let inputs = table
             .flows()
             .iter()
-            .filter(|f| f.spec.input.group.is_ipv4())
+            .filter(|f| f.spec.input.group.is_ipv4() && !f.spec.input.unicast)
             .filter_map(|f| Some((f.ifindex?, f.spec.input.interface.clone())))
             .collect();
         q.sync(&inputs, Instant::now());

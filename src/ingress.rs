@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use crate::sys;
 
-mod filter;
+pub mod filter;
 
 /// `tpacket_versions::TPACKET_V2`.
 const TPACKET_V2: i32 = 1;
@@ -144,7 +144,13 @@ pub struct Fanout {
 
 impl Ring {
     /// Opens a ring on `ifindex` and joins (or founds) `fanout`.
-    pub fn open(ifindex: u32, spec: RingSpec, fanout: &mut Fanout) -> io::Result<Ring> {
+    /// `filter` is the interface's socket filter ([`filter::program`]).
+    pub fn open(
+        ifindex: u32,
+        spec: RingSpec,
+        fanout: &mut Fanout,
+        filter: &[libc::sock_filter],
+    ) -> io::Result<Ring> {
         // Protocol 0: the socket receives nothing until it is bound, after the filter is set.
         // SAFETY: plain syscall with constant arguments; the result is checked.
         let raw = unsafe { libc::socket(libc::AF_PACKET, libc::SOCK_RAW | libc::SOCK_CLOEXEC, 0) };
@@ -156,7 +162,7 @@ impl Ring {
         let b = fd.as_fd();
         sys::setsockopt(b, libc::SOL_PACKET, libc::PACKET_VERSION, &TPACKET_V2)?;
         sys::setsockopt(b, libc::SOL_PACKET, libc::PACKET_IGNORE_OUTGOING, &1i32)?;
-        attach_filter(&fd)?;
+        attach_filter(fd.as_fd(), filter)?;
         let req = libc::tpacket_req {
             tp_block_size: spec.block_size(),
             tp_block_nr: (spec.bytes() / spec.block_size() as usize) as u32,
@@ -211,6 +217,12 @@ impl Ring {
 
     pub fn ifindex(&self) -> u32 {
         self.ifindex
+    }
+
+    /// Replaces the socket filter (the kernel swaps it atomically: every frame meets the
+    /// old program or the new one).
+    pub fn set_filter(&self, filter: &[libc::sock_filter]) -> io::Result<()> {
+        attach_filter(self.fd.as_fd(), filter)
     }
 
     /// Reads and clears the socket's pending error (`ENETDOWN` after its interface went down,
@@ -299,15 +311,15 @@ impl Drop for Ring {
     }
 }
 
-/// Attaches [`filter::program`]: multicast UDP of either family, never our own frames.
-fn attach_filter(fd: &OwnedFd) -> io::Result<()> {
-    let program = filter::program();
+/// Attaches `program` (see [`filter::program`]): multicast UDP of either family and the
+/// interface's unicast inputs, never our own frames.
+fn attach_filter(fd: std::os::fd::BorrowedFd<'_>, program: &[libc::sock_filter]) -> io::Result<()> {
     let prog = libc::sock_fprog {
-        len: program.len() as u16,
+        len: u16::try_from(program.len()).map_err(|_| io::Error::from_raw_os_error(libc::E2BIG))?,
         filter: program.as_ptr() as *mut libc::sock_filter,
     };
     // The kernel copies the program during the call; `program` outlives it.
-    sys::setsockopt(fd.as_fd(), libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
+    sys::setsockopt(fd, libc::SOL_SOCKET, libc::SO_ATTACH_FILTER, &prog)
 }
 
 #[cfg(test)]

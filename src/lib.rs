@@ -17,6 +17,7 @@ pub mod loopguard;
 pub mod membership;
 pub mod metrics;
 pub mod nft;
+pub mod ports;
 pub mod privilege;
 pub mod querier;
 pub mod relay;

@@ -7,7 +7,7 @@
 //! - rings are opened before groups are joined, so no packet the join attracts is missed;
 //! - on shutdown, workers stop before groups are left.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::sync::Arc;
 
@@ -19,6 +19,7 @@ use crate::ingress::{Fanout, Ring, RingSpec};
 use crate::limits::RingBudget;
 use crate::links::{LinkFacts, LinkView};
 use crate::membership::Memberships;
+use crate::ports::{Port, Ports};
 use crate::role::Role;
 use crate::stats::{FlowSnapshot, OutputSnapshot, Snapshot, WorkerStats};
 use crate::table::{Env, Table, TableError};
@@ -44,6 +45,8 @@ pub enum StartError {
         group: std::net::IpAddr,
         source: io::Error,
     },
+    #[error(transparent)]
+    Port(#[from] crate::ports::PortError),
 }
 
 /// Why a reload was rejected; the running table stays as it was.
@@ -105,6 +108,11 @@ pub struct Relay {
     /// Outlives the workers, so the final snapshot still has their counters.
     worker_stats: Vec<Arc<WorkerStats>>,
     memberships: Memberships,
+    /// The UDP ports of unicast inputs (see `ports`).
+    ports: Ports,
+    /// Whether flows without a `local_delivery` of their own have it (`[relay]`), as of the
+    /// last start or reload: such unicast inputs leave their port to a local process.
+    default_local: bool,
     /// Per input interface with rings: their geometry (one ring per worker).
     rings: HashMap<u32, RingSpec>,
     /// What all rings together may use (`[relay] ring_memory`, as of the last start or
@@ -160,6 +168,8 @@ impl Relay {
             worker_stats: started.iter().map(|w| w.stats().clone()).collect(),
             workers: started,
             memberships: Memberships::kernel(),
+            ports: Ports::default(),
+            default_local: config.relay.local_delivery,
             rings: specs,
             ring_budget,
             mtu_warned: Default::default(),
@@ -175,6 +185,13 @@ impl Relay {
                     source,
                 });
             }
+        }
+        if let Err(e) = relay
+            .ports
+            .bind_new(&unicast_ports(&table, relay.default_local))
+        {
+            relay.shutdown();
+            return Err(e.into());
         }
         Ok(relay)
     }
@@ -239,6 +256,17 @@ impl Relay {
                 joined.push(m);
             }
         }
+        let default_local = config.relay.local_delivery;
+        let unused_ports = match self.ports.bind_new(&unicast_ports(&new, default_local)) {
+            Ok(unused) => unused,
+            Err(e) => {
+                for &m in &joined {
+                    let _ = self.memberships.leave(m);
+                }
+                return Err(StartError::from(e).into());
+            }
+        };
+        self.default_local = default_local;
         // Committed: nothing below can fail, so the budget the new rings were sized by is now
         // the one in force.
         self.ring_budget = budget;
@@ -271,6 +299,8 @@ impl Relay {
         for worker in &self.workers {
             worker.wake();
         }
+        self.ports.release(&unused_ports);
+        self.refilter(&old, &new);
         for change in &changes {
             match *change {
                 Change::Leave(m) => match self.memberships.leave(m) {
@@ -289,6 +319,23 @@ impl Relay {
             }
         }
         Ok(summary)
+    }
+
+    /// Gives the rings of every interface that kept its rings but whose unicast inputs
+    /// changed the socket filter for the new ones. After the publish: a new input's first
+    /// datagrams may meet the old filter (and the stack, which drops them), a removed one's
+    /// last the new table (`no_match`).
+    fn refilter(&self, old: &Table, new: &Table) {
+        for &ifindex in self.rings.keys() {
+            let unicast = new.unicast_inputs(ifindex);
+            if !old.has_interface(ifindex) || old.unicast_inputs(ifindex) == unicast {
+                continue;
+            }
+            let filter = Arc::new(crate::ingress::filter::program(&unicast));
+            for worker in &self.workers {
+                worker.send(Command::SetFilter(ifindex, filter.clone()));
+            }
+        }
     }
 
     /// Logs, once per (interface, MTU), an input whose MTU grew past what its ring slots
@@ -428,13 +475,25 @@ fn open_rings(
         );
     }
     let mut fanout = Fanout::default();
+    let filter = crate::ingress::filter::program(&table.unicast_inputs(ifindex));
     let rings = (0..workers)
         .map(|_| {
-            Ring::open(ifindex, spec, &mut fanout).map_err(|source| StartError::Ring {
+            Ring::open(ifindex, spec, &mut fanout, &filter).map_err(|source| StartError::Ring {
                 interface: name.clone(),
                 source,
             })
         })
         .collect::<Result<_, _>>()?;
     Ok((spec, rings))
+}
+
+/// The ports `table`'s unicast inputs need held: those whose flow (else `[relay]`,
+/// `default_local`) does not leave them to a local process, on interfaces that exist.
+fn unicast_ports(table: &Table, default_local: bool) -> BTreeSet<Port> {
+    table
+        .flows()
+        .iter()
+        .filter(|f| f.spec.input.unicast && !f.spec.local_delivery.unwrap_or(default_local))
+        .filter_map(|f| Some((f.spec.input.group, f.spec.input.port, f.ifindex?)))
+        .collect()
 }

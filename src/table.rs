@@ -449,10 +449,12 @@ impl Table {
         self.flows.iter().filter_map(|f| f.ifindex).collect()
     }
 
-    /// The memberships the inputs need, one per distinct (interface, group, source).
+    /// The memberships the inputs need, one per distinct (interface, group, source); a
+    /// unicast input needs none.
     pub fn memberships(&self) -> BTreeSet<Membership> {
         self.flows
             .iter()
+            .filter(|f| !f.spec.input.unicast)
             .filter_map(|f| {
                 Some(Membership {
                     ifindex: f.ifindex?,
@@ -461,6 +463,18 @@ impl Table {
                 })
             })
             .collect()
+    }
+
+    /// The unicast inputs on interface `ifindex`, (address, port) sorted and distinct: what
+    /// its rings' socket filter admits besides multicast.
+    pub fn unicast_inputs(&self, ifindex: u32) -> Vec<(IpAddr, u16)> {
+        let set: BTreeSet<(IpAddr, u16)> = self
+            .flows
+            .iter()
+            .filter(|f| f.spec.input.unicast && f.ifindex == Some(ifindex))
+            .map(|f| (f.spec.input.group, f.spec.input.port))
+            .collect();
+        set.into_iter().collect()
     }
 
     /// What this table needs from the host, for reload diffs.

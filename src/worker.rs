@@ -42,6 +42,8 @@ pub enum Command {
     AddRing(Ring),
     /// Stop reading an interface that no flow uses any more.
     RemoveRing(u32),
+    /// Replace the socket filter of the interface's ring (its unicast inputs changed).
+    SetFilter(u32, Arc<Vec<libc::sock_filter>>),
     Stop,
 }
 
@@ -229,6 +231,13 @@ impl Loop {
                 Command::RemoveRing(ifindex) => {
                     self.collect_ring_stats();
                     self.rings.retain(|r| r.ifindex() != ifindex);
+                }
+                Command::SetFilter(ifindex, filter) => {
+                    for ring in self.rings.iter().filter(|r| r.ifindex() == ifindex) {
+                        if let Err(e) = ring.set_filter(&filter) {
+                            log::error!("worker {}: socket filter on ifindex {ifindex} not replaced: {e}; its unicast inputs keep the previous one", self.id);
+                        }
+                    }
                 }
                 Command::Stop => return false,
             }

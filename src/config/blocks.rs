@@ -222,12 +222,14 @@ impl Shift for RawInput {
         let RawInput {
             interface,
             group,
+            address,
             port,
             source,
         } = self;
         RawInput {
             interface: interface.shift(by),
             group: group.shift(by),
+            address: address.shift(by),
             port: port.shift(by),
             source: source.shift(by),
         }

@@ -59,6 +59,7 @@ pub(super) struct RawFlow {
 pub(super) struct RawInput {
     pub interface: Option<Spanned<String>>,
     pub group: Option<Spanned<String>>,
+    pub address: Option<Spanned<String>>,
     pub port: Option<Spanned<i64>>,
     pub source: Option<Spanned<String>>,
 }

@@ -139,6 +139,7 @@ fn demo_config_is_exactly_the_demo() {
         loop_guard: None,
         local_delivery: None,
         input: Input {
+            unicast: false,
             interface: ifname("mcr-in"),
             group: Ipv4Addr::from(input).into(),
             port: 5001,
@@ -444,6 +445,7 @@ fn odd_input_never_panics() {
 #[test]
 fn input_and_output_display() {
     let input = Input {
+        unicast: false,
         interface: ifname("eth0"),
         group: Ipv4Addr::new(232, 1, 1, 1).into(),
         port: 5004,

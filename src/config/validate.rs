@@ -560,7 +560,20 @@ impl Validator<'_> {
         let span = raw.span();
         let raw = raw.get_ref();
         let interface = self.interface(raw.interface.as_ref(), &span, "input", "eth0");
-        let group = self.group(raw.group.as_ref(), &span, "input", "239.1.1.1");
+        let (group, unicast) = match (&raw.group, &raw.address) {
+            (Some(_), Some(a)) => {
+                self.error(
+                    a.span(),
+                    "an input receives a multicast `group` or datagrams to a unicast `address` of this host, not both; keep one".to_string(),
+                );
+                (None, true)
+            }
+            (None, Some(a)) => (self.input_address(a), true),
+            _ => (
+                self.group(raw.group.as_ref(), &span, "input", "239.1.1.1"),
+                false,
+            ),
+        };
         let port = self.port(raw.port.as_ref(), &span, "input", 5001);
         let source = match &raw.source {
             None => Some(None),
@@ -569,6 +582,7 @@ impl Validator<'_> {
         Some(Input {
             interface: interface?,
             group: group?,
+            unicast,
             port: port?,
             source: source?,
         })
@@ -703,6 +717,20 @@ impl Validator<'_> {
             }
             _ => Some(addr),
         }
+    }
+
+    /// A unicast input's address: one of this host's unicast addresses (checked when the
+    /// relay binds it), not loopback.
+    fn input_address(&mut self, raw: &Spanned<String>) -> Option<IpAddr> {
+        let hint = "an address of this host on the input interface, such as \"10.1.0.2\"";
+        self.unicast_not_loopback(raw, "address", hint, |addr, problem| {
+            let fix = if addr.is_multicast() {
+                format!("write group = \"{addr}\" to receive a multicast group")
+            } else {
+                "write the address of this host that the feed is sent to".to_string()
+            };
+            format!("input address {addr} is {problem}; {fix}")
+        })
     }
 
     /// A unicast output's destination: a host's unicast address (not loopback).
