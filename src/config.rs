@@ -258,7 +258,9 @@ impl fmt::Display for Input {
 /// Where a flow's traffic is sent.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Output {
-    pub interface: IfName,
+    /// The interface to send on; `None` only for a unicast output that leaves the choice to
+    /// the kernel's routing table ("routed").
+    pub interface: Option<IfName>,
     /// The destination: a multicast group, or with `unicast` one receiver's address. Its
     /// family is the output's, whatever the input's (a flow may translate).
     pub group: IpAddr,
@@ -278,13 +280,26 @@ pub struct Output {
     pub source: Option<IpAddr>,
 }
 
+impl Output {
+    /// The interface's name, or `routed` for a unicast output the kernel routes.
+    pub fn interface_name(&self) -> &str {
+        self.interface.as_ref().map_or(ROUTED, IfName::as_str)
+    }
+}
+
+/// How messages, stats and metrics name the "interface" of a routed unicast output.
+pub const ROUTED: &str = "routed";
+
 impl fmt::Display for Output {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let unicast = if self.unicast { " (unicast)" } else { "" };
         write!(
             f,
             "{}:{}{unicast} on {} ttl {}",
-            self.group, self.port, self.interface, self.ttl
+            self.group,
+            self.port,
+            self.interface_name(),
+            self.ttl
         )?;
         if let Some(dscp) = self.dscp {
             write!(f, " dscp {dscp}")?;

@@ -54,8 +54,10 @@ impl Descriptors {
             EgressMode::Packet => 2,
             EgressMode::Udp => 1,
         };
-        let interfaces: BTreeSet<(&IfName, _)> = (config.flows.iter())
-            .flat_map(|f| f.outputs.iter().map(|o| (&o.interface, o.source)))
+        let interfaces: BTreeSet<(Option<&IfName>, bool, _)> = (config.flows.iter())
+            .flat_map(|f| {
+                (f.outputs.iter()).map(|o| (o.interface.as_ref(), o.group.is_ipv6(), o.source))
+            })
             .collect();
         let outputs = interfaces.len();
         let memberships: FxHashSet<_> = (config.flows.iter())

@@ -98,6 +98,15 @@ impl Env for Host {
     ) -> io::Result<InterfaceSockets> {
         InterfaceSockets::open(name.as_str(), link, mode, v6, source)
     }
+
+    fn open_routed(
+        &mut self,
+        mode: config::EgressMode,
+        v6: bool,
+        source: Option<std::net::IpAddr>,
+    ) -> io::Result<InterfaceSockets> {
+        InterfaceSockets::open_routed(mode, v6, source)
+    }
 }
 
 pub struct Relay {
@@ -411,7 +420,7 @@ impl Relay {
                                 Some(w) => format!("waiting: {}", w.describe()),
                             },
                             ..OutputSnapshot::read(
-                                o.spec.interface.as_str(),
+                                o.spec.interface_name(),
                                 o.spec.group,
                                 o.spec.port,
                                 &o.stats,

@@ -42,6 +42,14 @@ pub trait Env {
         v6: bool,
         source: Option<IpAddr>,
     ) -> io::Result<InterfaceSockets>;
+
+    /// The sockets of routed unicast outputs (no interface).
+    fn open_routed(
+        &mut self,
+        mode: EgressMode,
+        v6: bool,
+        source: Option<IpAddr>,
+    ) -> io::Result<InterfaceSockets>;
 }
 
 /// Why a config could not be compiled on this host.
@@ -190,7 +198,8 @@ pub fn interface_names(config: &Config) -> BTreeSet<&IfName> {
         .flows
         .iter()
         .flat_map(|f| {
-            std::iter::once(&f.input.interface).chain(f.outputs.iter().map(|o| &o.interface))
+            std::iter::once(&f.input.interface)
+                .chain(f.outputs.iter().filter_map(|o| o.interface.as_ref()))
         })
         .collect()
 }
@@ -204,9 +213,9 @@ fn key_addr(addr: IpAddr) -> u128 {
     }
 }
 
-/// Outputs share sockets per output interface, family (`true`: IPv6) and source address
-/// (`None`: the interface's).
-pub type SenderKey = (IfName, bool, Option<IpAddr>);
+/// Outputs share sockets per output interface (`None`: routed unicast outputs), family
+/// (`true`: IPv6) and source address (`None`: the interface's).
+pub type SenderKey = (Option<IfName>, bool, Option<IpAddr>);
 
 /// The sockets of output interface `key.0` sending from `key.1`, as `link` describes the
 /// interface: the previous table's while they serve it unchanged, else new ones; `Ok(Err(_))`
@@ -220,6 +229,15 @@ fn open_sender(
     env: &mut dyn Env,
 ) -> io::Result<Result<Arc<InterfaceSockets>, Waiting>> {
     let (name, v6, source) = key;
+    let Some(name) = name else {
+        // Routed: tied to no interface, so nothing about one can make it wait.
+        if let Some(old) = previous.and_then(|p| p.senders.get(key)) {
+            if old.serves(None, mode, *v6, *source) {
+                return Ok(Ok(old.clone()));
+            }
+        }
+        return env.open_routed(mode, *v6, *source).map(|s| Ok(Arc::new(s)));
+    };
     let no_address = |l: &LinkFacts| {
         source.is_none()
             && if *v6 {
@@ -235,7 +253,7 @@ fn open_sender(
         Some(l) => l,
     };
     if let Some(old) = previous.and_then(|p| p.senders.get(key)) {
-        if old.serves(&link, mode, *v6, *source) {
+        if old.serves(Some(&link), mode, *v6, *source) {
             return Ok(Ok(old.clone()));
         }
     }
@@ -296,14 +314,15 @@ impl Table {
             let mut outputs = Vec::with_capacity(flow.outputs.len());
             for out in &flow.outputs {
                 let old = old.and_then(|o| o.outputs.iter().find(|e| e.spec == *out));
-                let name = &out.interface;
-                let key = (name.clone(), out.group.is_ipv6(), out.source);
+                let name = out.interface.as_ref();
+                let key = (name.cloned(), out.group.is_ipv6(), out.source);
                 if !senders.contains_key(&key) {
+                    let link = name.and_then(facts);
                     let opened =
-                        open_sender(&key, facts(name), mode, previous, env).map_err(|source| {
+                        open_sender(&key, link, mode, previous, env).map_err(|source| {
                             TableError::OutputSocket {
                                 flow: flow.name.clone(),
-                                interface: name.to_string(),
+                                interface: out.interface_name().to_string(),
                                 group: out.group,
                                 port: out.port,
                                 source,
@@ -395,7 +414,7 @@ impl Table {
         let mut missing: BTreeMap<IfName, Vec<String>> = BTreeMap::new();
         for f in &self.flows {
             let names = std::iter::once(&f.spec.input.interface)
-                .chain(f.spec.outputs.iter().map(|o| &o.interface));
+                .chain(f.spec.outputs.iter().filter_map(|o| o.interface.as_ref()));
             for name in names {
                 if self.links.get(name).is_none_or(Option::is_none) {
                     let flows = missing.entry(name.clone()).or_default();
@@ -519,6 +538,16 @@ pub(crate) mod test_support {
         ) -> io::Result<InterfaceSockets> {
             self.opened += 1;
             InterfaceSockets::unconnected_for_tests(link, mode, v6)
+        }
+
+        fn open_routed(
+            &mut self,
+            mode: EgressMode,
+            v6: bool,
+            source: Option<IpAddr>,
+        ) -> io::Result<InterfaceSockets> {
+            self.opened += 1;
+            InterfaceSockets::open_routed(mode, v6, source)
         }
     }
 
@@ -763,10 +792,12 @@ mod tests {
             Some(Waiting::NoAddress(false))
         );
         assert!(t.senders().contains_key(&(
-            eth1.clone(),
+            Some(eth1.clone()),
             false,
             Some(IpAddr::from([192, 0, 2, 10]))
         )));
-        assert!(!down.senders().contains_key(&(eth1.clone(), false, None)));
+        assert!(!down
+            .senders()
+            .contains_key(&(Some(eth1.clone()), false, None)));
     }
 }

@@ -248,3 +248,39 @@ fn a_port_another_process_holds_is_refused_with_what_to_do() {
         "{err}"
     );
 }
+
+#[test]
+fn a_unicast_output_without_an_interface_follows_the_routing_table() {
+    let _s = serial();
+    let mut t = Topology::chain(2);
+    // The receiver 10.9.0.2 sits behind sink 1; the relay reaches it by a route via out1.
+    t.sinks[1].ip(&["addr", "add", "10.9.0.2/32", "dev", "down0"]);
+    t.relay.ip(&[
+        "route",
+        "add",
+        "10.9.0.2/32",
+        "via",
+        "10.2.1.2",
+        "dev",
+        "out1",
+    ]);
+    let config = format!(
+        "[relay]\nworkers = 1\nstats_interval = \"0s\"\nquerier = \"off\"\ncontrol_socket = \"{}\"\n\
+         [[flow]]\nname = \"a\"\ninput = {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }}\n\
+         outputs = [ {{ address = \"10.9.0.2\", port = 5099 }} ]\n",
+        t.dir.join("control.sock").display()
+    );
+    let relay = t.start_relay(&config);
+    let sink = t.start_sink(
+        1,
+        &["--group", "10.9.0.2", "--port", "5099", "--count", "1000"],
+    );
+    let gen = t.spawn_stream("239.1.1.1", 1000, 5000);
+    assert_eq!(num(&t.gen_report(gen), "sent"), 1000);
+    assert_clean(&t.sink_report(sink), 1000);
+    let stats = t.stop_relay(relay);
+    let out = &flow(&stats, "a")["outputs"][0];
+    assert_eq!(out["interface"], "routed", "{out}");
+    assert_eq!(out["egress"], "udp", "{out}");
+    assert_eq!(num(out, "packets"), 1000, "{out}");
+}

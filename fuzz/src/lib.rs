@@ -352,8 +352,15 @@ fn check_config(config: &Config) {
         assert!(!flow.outputs.is_empty(), "flow {name:?} has no output");
         let mut outputs = HashSet::new();
         for output in &flow.outputs {
-            check_ifname(&output.interface);
-            assert!(output.group.is_multicast(), "output group {}", output.group);
+            match &output.interface {
+                Some(name) => check_ifname(name),
+                None => assert!(output.unicast, "only a unicast output may be routed"),
+            }
+            assert!(
+                output.group.is_multicast() != output.unicast,
+                "output destination {}",
+                output.group
+            );
             assert_ne!(output.port, 0, "output port");
             assert_ne!(output.ttl, 0, "output ttl");
             assert!(output.dscp.is_none_or(|d| d < 64), "dscp {:?}", output.dscp);
@@ -381,7 +388,10 @@ fn check_config(config: &Config) {
         .collect();
     for output in config.flows.iter().flat_map(|f| &f.outputs) {
         assert!(
-            !input_keys.contains(&(&output.interface, output.group, output.port)),
+            output
+                .interface
+                .as_ref()
+                .is_none_or(|i| { !input_keys.contains(&(i, output.group, output.port)) }),
             "output {output} is also an input"
         );
     }

@@ -147,7 +147,7 @@ fn demo_config_is_exactly_the_demo() {
         },
         outputs: vec![Output {
             unicast: false,
-            interface: ifname("mcr-out"),
+            interface: Some(ifname("mcr-out")),
             group: Ipv4Addr::from(output).into(),
             port: 5099,
             ttl: 8,
@@ -454,7 +454,7 @@ fn input_and_output_display() {
     assert_eq!(input.to_string(), "232.1.1.1:5004 from 10.0.0.5 on eth0");
     let output = Output {
         unicast: false,
-        interface: ifname("eth1"),
+        interface: Some(ifname("eth1")),
         group: Ipv4Addr::new(239, 9, 9, 9).into(),
         port: 5099,
         ttl: 1,

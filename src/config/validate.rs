@@ -59,7 +59,7 @@ pub(super) fn validate(
 }
 
 /// (interface, group, port): what a loop or a duplicate output is judged by.
-type Endpoint = (IfName, IpAddr, u16);
+type Endpoint = (Option<IfName>, IpAddr, u16);
 
 /// Where an earlier value was defined, for "first defined on line N" messages.
 struct First {
@@ -299,6 +299,7 @@ impl Validator<'_> {
         for (endpoint, span) in seen.outputs {
             if let Some(first) = seen.input_endpoints.get(&endpoint) {
                 let (interface, group, port) = endpoint;
+                let interface = interface.map_or(super::ROUTED.to_string(), |i| i.to_string());
                 let message = format!(
                     "output {group}:{port} on {interface} is the input of flow {} (line {}); relaying to it would feed the relay its own output, so change the output's interface, group or port",
                     first.flow, first.line
@@ -444,7 +445,7 @@ impl Validator<'_> {
             flow: label.to_string(),
             line: self.line(span),
         };
-        let endpoint = (input.interface.clone(), input.group, input.port);
+        let endpoint = (Some(input.interface.clone()), input.group, input.port);
         seen.input_endpoints.entry(endpoint).or_insert_with(here);
         if let Some(first) = seen.inputs.get(input) {
             let message = format!(
@@ -543,7 +544,9 @@ impl Validator<'_> {
             if let Some(first) = first_lines.get(&endpoint) {
                 let message = format!(
                     "output {}:{} on {} is listed twice in flow {label} (first on line {first}); remove the duplicate",
-                    output.group, output.port, output.interface
+                    output.group,
+                    output.port,
+                    output.interface_name()
                 );
                 self.error(output_span, message);
                 complete = false;
@@ -591,7 +594,13 @@ impl Validator<'_> {
     fn output(&mut self, raw: &Spanned<RawOutput>) -> Option<Output> {
         let span = raw.span();
         let raw = raw.get_ref();
-        let interface = self.interface(raw.interface.as_ref(), &span, "output", "eth1");
+        // A unicast output may leave its interface to the kernel's routing table.
+        let interface = match (&raw.interface, &raw.address) {
+            (None, Some(_)) => Some(None),
+            (field, _) => self
+                .interface(field.as_ref(), &span, "output", "eth1")
+                .map(Some),
+        };
         let (group, unicast) = match (&raw.group, &raw.address) {
             (Some(_), Some(a)) => {
                 self.error(

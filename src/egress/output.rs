@@ -87,7 +87,8 @@ pub struct InterfaceSockets {
     /// The UDP socket's own address and port: what every frame carries as its source.
     src: SocketAddr,
     /// The facts the sockets were opened for; a table reuses them only while these hold.
-    link: LinkFacts,
+    /// `None`: not tied to an interface (routed unicast outputs).
+    link: Option<LinkFacts>,
     mode: EgressMode,
     /// The source address the sockets were bound to (`None`: the interface's own).
     bound: Option<IpAddr>,
@@ -108,7 +109,7 @@ impl InterfaceSockets {
         v6: bool,
         source: Option<IpAddr>,
     ) -> io::Result<InterfaceSockets> {
-        let (udp, src) = open_udp(name, link.ifindex, v6, source)?;
+        let (udp, src) = open_udp(name, Some(link.ifindex), v6, source)?;
         let packet = match mode {
             EgressMode::Packet if link.link_type == sys::ARPHRD_ETHER => {
                 Some(open_packet(name, link.ifindex)?)
@@ -126,7 +127,27 @@ impl InterfaceSockets {
             udp,
             packet,
             src,
-            link: link.clone(),
+            link: Some(link.clone()),
+            mode,
+            bound: source,
+            v6,
+        })
+    }
+
+    /// The sockets of routed unicast outputs (no `interface`): one UDP socket tied to no
+    /// interface, so the kernel's routing table picks the way out per destination and its
+    /// neighbour table the MAC. Sends from `source` if given (as for [`InterfaceSockets::open`]).
+    pub fn open_routed(
+        mode: EgressMode,
+        v6: bool,
+        source: Option<IpAddr>,
+    ) -> io::Result<InterfaceSockets> {
+        let (udp, src) = open_udp(crate::config::ROUTED, None, v6, source)?;
+        Ok(InterfaceSockets {
+            udp,
+            packet: None,
+            src,
+            link: None,
             mode,
             bound: source,
             v6,
@@ -152,7 +173,7 @@ impl InterfaceSockets {
             udp: socket.into(),
             packet: None,
             src,
-            link: link.clone(),
+            link: Some(link.clone()),
             mode,
             bound: None,
             v6,
@@ -163,12 +184,12 @@ impl InterfaceSockets {
     /// family `v6`, from `source`.
     pub fn serves(
         &self,
-        link: &LinkFacts,
+        link: Option<&LinkFacts>,
         mode: EgressMode,
         v6: bool,
         source: Option<IpAddr>,
     ) -> bool {
-        self.link == *link && self.mode == mode && self.v6 == v6 && self.bound == source
+        self.link.as_ref() == link && self.mode == mode && self.v6 == v6 && self.bound == source
     }
 
     /// The egress mode the sockets were opened for.
@@ -186,21 +207,15 @@ impl InterfaceSockets {
         let addr = match output.group {
             // A link-local unicast receiver is on this interface's link.
             IpAddr::V6(a) => {
-                SocketAddr::V6(SocketAddrV6::new(a, output.port, 0, self.link.ifindex))
+                let scope = self.link.as_ref().map_or(0, |l| l.ifindex);
+                SocketAddr::V6(SocketAddrV6::new(a, output.port, 0, scope))
             }
             IpAddr::V4(a) => SocketAddr::V4(SocketAddrV4::new(a, output.port)),
         };
         // A unicast receiver's MAC is the neighbour table's business: through the UDP socket.
         let packet = self.packet.as_ref().filter(|_| !output.unicast);
-        let template = packet.map(|_| {
-            FrameTemplate::new(
-                self.link.mac,
-                self.src,
-                addr,
-                output.ttl,
-                output.dscp,
-                self.link.mtu,
-            )
+        let template = packet.zip(self.link.as_ref()).map(|(_, link)| {
+            FrameTemplate::new(link.mac, self.src, addr, output.ttl, output.dscp, link.mtu)
         });
         OutputPath {
             sockets: self.clone(),
@@ -255,10 +270,12 @@ impl OutputPath {
 }
 
 /// The interface's UDP socket of family IPv6 (`v6`) or IPv4, bound to `source` if given,
-/// connected to [`PROBE`] (IPv6: [`PROBE_V6`]) out of it, and its own address.
+/// connected to [`PROBE`] (IPv6: [`PROBE_V6`]) out of it, and its own address. Without an
+/// interface (`ifindex` `None`, routed unicast outputs) it is tied to none and not
+/// connected: the route is looked up per send, and its address is the bound one, if any.
 fn open_udp(
     name: &str,
-    ifindex: u32,
+    ifindex: Option<u32>,
     v6: bool,
     source: Option<IpAddr>,
 ) -> io::Result<(OwnedFd, SocketAddr)> {
@@ -281,6 +298,16 @@ fn open_udp(
         }
         socket.bind(&SocketAddr::new(source, 0).into())?;
     }
+    let Some(ifindex) = ifindex else {
+        set_sndbuf(fd, name);
+        let any: IpAddr = if v6 {
+            Ipv6Addr::UNSPECIFIED.into()
+        } else {
+            Ipv4Addr::UNSPECIFIED.into()
+        };
+        let src = socket.local_addr()?.as_socket();
+        return Ok((socket.into(), src.unwrap_or(SocketAddr::new(any, 0))));
+    };
     // Unicast outputs leave through this interface too, whatever the routing table prefers
     // (the route lookup is made with it as the output interface). IPv4 takes the index in
     // network byte order, and so does IPv6 (`ntohl` in `do_ipv6_setsockopt`).
