@@ -188,6 +188,9 @@ pub fn main() -> ExitCode {
         }
         Command::Check { config } => match Config::load(&config) {
             Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("{w}");
+                }
                 let summary = c.summary();
                 println!("ok: {summary}");
                 let dropped = summary.flows - summary.local_delivery;

@@ -101,6 +101,9 @@ pub const RING_MEMORY_RANGE: (u64, u64) = (1 << 20, 64 << 30);
 pub struct Config {
     pub relay: RelaySettings,
     pub flows: Vec<Flow>,
+    /// What is valid but probably not meant, one `PATH:LINE:COL: warning: …` line each
+    /// (`mcr check` prints them, `mcr run` logs them).
+    pub warnings: Vec<String>,
 }
 
 /// The `[relay]` table, with defaults filled in.

@@ -243,7 +243,10 @@ impl State {
     fn apply(&mut self, relay: &mut Relay, path: &Path, bytes: Vec<u8>) -> ReloadOutcome {
         let rejected = |errors: Vec<String>| ReloadOutcome::Rejected { errors };
         let config = match self.parse_cache.parse_bytes(&bytes, path) {
-            Ok(c) => c,
+            Ok(c) => {
+                c.warnings.iter().for_each(|w| log::warn!("{w}"));
+                c
+            }
             Err(errors) => {
                 let errors: Vec<String> = errors.errors.iter().map(ToString::to_string).collect();
                 // Only content errors are remembered: the same bytes fail the same way.
@@ -410,6 +413,7 @@ fn ready_status(relay: &Relay) -> String {
 pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut parse_cache = crate::config::ParseCache::default();
     let (applied, config) = parse_cache.load(&opts.config)?;
+    config.warnings.iter().for_each(|w| log::warn!("{w}"));
     let workers = config.relay.workers.map(|w| w.get()).unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map_or(1, |n| n.get())

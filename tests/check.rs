@@ -144,3 +144,18 @@ fn run_refuses_a_config_that_cannot_fit_the_open_file_limit() {
         "{stderr}"
     );
 }
+
+#[test]
+fn an_any_source_input_in_a_source_specific_range_is_valid_with_a_warning_at_its_group() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let path = root.join("tests/config/valid/ssm.toml");
+    let (ok, stdout, stderr) = check(&path);
+    assert!(ok, "{stderr}");
+    assert!(stdout.starts_with("ok: 3 flows"), "{stdout}");
+    let warnings: Vec<&str> = stderr.lines().collect();
+    assert_eq!(warnings.len(), 1, "{stderr}");
+    assert!(
+        warnings[0].starts_with(&format!("{}:16:39: warning: input group 232.1.1.1 is in the source-specific range 232.0.0.0/8 but has no source", path.display())),
+        "{stderr}"
+    );
+}

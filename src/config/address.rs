@@ -11,6 +11,26 @@ pub fn ipv6_scope(group: Ipv6Addr) -> u8 {
     group.octets()[1] & 0x0f
 }
 
+/// Whether `group` is in a source-specific multicast range (RFC 4607): 232.0.0.0/8, or
+/// ff3x::/32 (flags P and T set, prefix length and prefix zero).
+pub fn is_ssm(group: IpAddr) -> bool {
+    match group {
+        IpAddr::V4(g) => g.octets()[0] == 232,
+        IpAddr::V6(g) => {
+            let o = g.octets();
+            o[0] == 0xff && o[1] & 0xf0 == 0x30 && o[2] == 0 && o[3] == 0
+        }
+    }
+}
+
+/// The SSM range of `group`'s family, for messages.
+pub fn ssm_range(group: IpAddr) -> &'static str {
+    match group {
+        IpAddr::V4(_) => "232.0.0.0/8",
+        IpAddr::V6(_) => "ff3x::/32",
+    }
+}
+
 /// Why `group` cannot be relayed (`side` is "input" or "output"), if it cannot; `example`
 /// is a valid group of the same family for the hint.
 pub fn group_problem(group: IpAddr, example: &str) -> Option<String> {
@@ -68,6 +88,28 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    #[test]
+    fn ssm_ranges_of_both_families() {
+        for g in [
+            "232.0.0.1",
+            "232.255.1.1",
+            "ff3e::1234",
+            "ff35::1",
+            "ff32::8000:1",
+        ] {
+            assert!(is_ssm(ip(g)), "{g}");
+        }
+        for g in [
+            "239.1.1.1",
+            "233.1.1.1",
+            "ff0e::1",
+            "ff3e:30:2001:db8::1",
+            "ff1e::1",
+        ] {
+            assert!(!is_ssm(ip(g)), "{g}");
+        }
     }
 
     #[test]

@@ -45,6 +45,7 @@ pub(super) fn validate(
         source,
         path,
         errors: Vec::new(),
+        warnings: Vec::new(),
         line_starts: std::iter::once(0)
             .chain(source.match_indices('\n').map(|(i, _)| i + 1))
             .collect(),
@@ -52,7 +53,12 @@ pub(super) fn validate(
     let relay = v.relay(raw.relay);
     let flows = v.flows(&raw.flow);
     if v.errors.is_empty() {
-        Ok(Config { relay, flows })
+        let warnings = v.warnings;
+        Ok(Config {
+            relay,
+            flows,
+            warnings,
+        })
     } else {
         Err(v.errors)
     }
@@ -83,6 +89,7 @@ struct Validator<'a> {
     source: &'a str,
     path: &'a Path,
     errors: Vec<ConfigError>,
+    warnings: Vec<String>,
     /// Byte offset where each line starts: line numbers by binary search, so recording
     /// where every flow was defined stays O(log n) per flow, not a rescan of the file.
     line_starts: Vec<usize>,
@@ -92,6 +99,11 @@ impl Validator<'_> {
     fn error(&mut self, span: Range<usize>, message: String) {
         self.errors
             .push(ConfigError::at(self.path, self.source, span, message));
+    }
+
+    fn warn(&mut self, span: Range<usize>, message: String) {
+        let at = ConfigError::at(self.path, self.source, span, format!("warning: {message}"));
+        self.warnings.push(at.to_string());
     }
 
     fn line(&self, span: &Range<usize>) -> usize {
@@ -582,6 +594,16 @@ impl Validator<'_> {
             None => Some(None),
             Some(s) => self.source_address(s, group).map(Some),
         };
+        if let (Some(g), Some(None), false) = (group, source, unicast) {
+            if address::is_ssm(g) {
+                let span = raw.group.as_ref().map_or(span.clone(), Spanned::span);
+                self.warn(span, format!(
+                    "input group {g} is in the source-specific range {} but has no source: routers and snooping switches forward it only to receivers that name the sender (IGMPv3/MLDv2 include mode), so it arrives only from senders on this link; add source = \"{}\" (the sender's address), or use a group outside the range",
+                    address::ssm_range(g),
+                    address::example_source(g),
+                ));
+            }
+        }
         Some(Input {
             interface: interface?,
             group: group?,
@@ -859,6 +881,7 @@ mod tests {
             source,
             path: Path::new("x"),
             errors: Vec::new(),
+            warnings: Vec::new(),
             line_starts: std::iter::once(0)
                 .chain(source.match_indices('\n').map(|(i, _)| i + 1))
                 .collect(),
