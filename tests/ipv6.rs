@@ -429,3 +429,47 @@ fn ipv6_outputs_with_a_source_to_a_unicast_receiver_and_waiting_for_an_address()
     assert_clean(&t.sink_report(late), 1000);
     t.stop_relay(relay);
 }
+
+#[test]
+fn an_ipv6_datagram_too_large_for_the_output_link_is_sent_through_udp_and_fragmented() {
+    let _s = serial();
+    let mut t = Topology::chain_v6(1);
+    // Jumbo frames in, 1500 out: a 2000-byte payload arrives whole and cannot leave as one
+    // frame.
+    t.gen.ip(&["link", "set", "up0", "mtu", "9000"]);
+    t.relay.ip(&["link", "set", "in0", "mtu", "9000"]);
+    let config = [
+        header(&t, "packet"),
+        flow_toml(
+            "big",
+            "ff05::1:7",
+            "",
+            &[output("out0", "ff05::9:7", 5099, "")],
+        ),
+    ]
+    .concat();
+    let relay = t.start_relay(&config);
+    let sink = t.start_sink(
+        0,
+        &["--group", "ff05::9:7", "--port", "5099", "--count", "1000"],
+    );
+    let snmp6 = |t: &Topology| {
+        let text = t.relay.read("/proc/net/snmp6");
+        let field = |name: &str| {
+            text.lines()
+                .find_map(|l| l.strip_prefix(name)?.trim().parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        (field("Udp6OutDatagrams"), field("Ip6FragCreates"))
+    };
+    let before = snmp6(&t);
+    send(&t, "ff05::1:7", 1000, 2000, 0, &["--size", "2000"]);
+    let report = t.sink_report(sink);
+    assert_clean(&report, 1000);
+    assert_eq!(num(&report, "bytes"), 1000 * 2000, "{report}");
+    let after = snmp6(&t);
+    assert_eq!(after.0 - before.0, 1000, "through the relay's UDP stack");
+    assert_eq!(after.1 - before.1, 2000, "two fragments each");
+    let stats = t.stop_relay(relay);
+    assert_eq!(num(&flow(&stats, "big")["outputs"][0], "packets"), 1000);
+}
