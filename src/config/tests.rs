@@ -123,7 +123,7 @@ fn reference_config_is_valid_uncommented() {
     let config = Config::parse(&uncommented, &path).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.relay.workers, NonZeroUsize::new(2));
     assert_eq!(config.relay.stats_interval, Some(DEFAULT_STATS_INTERVAL));
-    assert_eq!(config.flows.len(), 3);
+    assert_eq!(config.flows.len(), 4);
 }
 
 #[test]
