@@ -638,21 +638,17 @@ fn endpoints_stay_bounded_under_idle_slow_and_huge_clients_while_forwarding() {
         p.stdout().contains("attacking")
     });
 
-    // Control and metrics answer meanwhile, and a counted stream at 50k pps is relayed whole.
+    // Control and metrics answer meanwhile, and a counted stream is relayed whole. 20k pps:
+    // the tests run debug builds, where generator, relay and sink together need most of
+    // this 2-CPU machine at 50k pps, and the sink (not the relay, whose counters were
+    // always whole) lost packets when the attacker and the status calls took a share.
     let mut slowest = Duration::ZERO;
     assert!(scrape(&t).contains("mcr_flow_packets_total{flow=\"a\"} 0"));
     let sink = t.start_sink(
         0,
-        &[
-            "--group",
-            "239.9.9.1",
-            "--port",
-            "5099",
-            "--count",
-            "150000",
-        ],
+        &["--group", "239.9.9.1", "--port", "5099", "--count", "60000"],
     );
-    let gen = t.spawn_stream("239.1.1.1", 150000, 50000);
+    let gen = t.spawn_stream("239.1.1.1", 60000, 20000);
     for _ in 0..10 {
         let start = Instant::now();
         let status = t.control_json("status");
@@ -666,11 +662,11 @@ fn endpoints_stay_bounded_under_idle_slow_and_huge_clients_while_forwarding() {
     let relay_stats = t.control_json("stats");
     assert_eq!(
         num(&report, "received"),
-        150_000,
+        60_000,
         "{report}\nrelay: {relay_stats}"
     );
-    assert_clean(&report, 150_000);
-    assert!(scrape(&t).contains("mcr_flow_packets_total{flow=\"a\"} 150000"));
+    assert_clean(&report, 60_000);
+    assert!(scrape(&t).contains("mcr_flow_packets_total{flow=\"a\"} 60000"));
 
     // Slow and huge clients were cut off: each slowloris at its deadline, each flood at the
     // size limit, long before 100 MiB.
