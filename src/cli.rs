@@ -70,6 +70,11 @@ enum Command {
     Active {
         #[arg(short, long, default_value = DEFAULT_CONTROL_SOCKET)]
         socket: PathBuf,
+        /// Forward only this long (e.g. "3s") unless renewed by another `mcr active --lease`;
+        /// then fall back to standby. For a pair's periodic health check while keepalived
+        /// says MASTER: a master whose keepalived died stops by itself.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        lease: Option<std::time::Duration>,
     },
     /// Make the running relay a standby: rings open and groups joined, nothing sent, so
     /// `mcr active` takes over at once (keepalived's notify_backup / notify_fault).
@@ -331,7 +336,15 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Active { socket } => set_role(&socket, control::Command::Active),
+        Command::Active { socket, lease } => {
+            let command = match lease {
+                Some(l) => control::Command::Lease {
+                    ms: u64::try_from(l.as_millis()).unwrap_or(u64::MAX).max(1),
+                },
+                None => control::Command::Active,
+            };
+            set_role(&socket, command)
+        }
         Command::Standby { socket } => set_role(&socket, control::Command::Standby),
         Command::Gen(a) => {
             let interface = match a.interface.parse::<IpAddr>() {
@@ -451,7 +464,10 @@ fn set_role(socket: &std::path::Path, command: control::Command) -> ExitCode {
     match control::call(socket, command) {
         Ok(Reply::Role(r)) => {
             let how = if r.changed { "now" } else { "already" };
-            println!("{how} {}", r.role);
+            match r.lease_seconds {
+                Some(s) => println!("{how} {} (lease {s:.1}s)", r.role),
+                None => println!("{how} {}", r.role),
+            }
             ExitCode::SUCCESS
         }
         Ok(other) => unexpected(other),

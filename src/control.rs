@@ -39,6 +39,12 @@ pub enum Command {
     Active,
     /// Receive and send nothing (the standby of a pair).
     Standby,
+    /// Forward for `ms` milliseconds, then fall back to standby unless renewed: what the
+    /// pair's health check sends while its keepalived says MASTER, so a master whose
+    /// keepalived died stops forwarding by itself once its peer has taken over.
+    Lease {
+        ms: u64,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -97,6 +103,9 @@ pub struct Status {
     /// "active" (forwards) or "standby" (receives, sends nothing).
     #[serde(default)]
     pub role: String,
+    /// Seconds left of an active role's lease (`mcr active --lease`); `None`: no lease.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_lease_seconds: Option<f64>,
 }
 
 impl Status {
@@ -163,12 +172,15 @@ pub enum Reply {
 }
 
 /// The answer to `active` / `standby`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RoleChange {
     /// The role now: "active" or "standby".
     pub role: String,
     /// False when the relay already had that role.
     pub changed: bool,
+    /// The lease now in force, in seconds (`None`: the role holds until changed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_seconds: Option<f64>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -450,10 +462,13 @@ mod tests {
                     ..Status::default()
                 })),
                 Command::Reload => Reply::Reload(ReloadOutcome::Unchanged),
-                Command::Active | Command::Standby => Reply::Role(RoleChange {
-                    role: "active".into(),
-                    changed: false,
-                }),
+                Command::Active | Command::Standby | Command::Lease { .. } => {
+                    Reply::Role(RoleChange {
+                        role: "active".into(),
+                        changed: false,
+                        lease_seconds: None,
+                    })
+                }
             };
             call.reply.send(reply).is_ok()
         })

@@ -108,6 +108,8 @@ struct State {
     parse_cache: crate::config::ParseCache,
     /// The nftables table that keeps relayed datagrams out of the IP stack.
     stack_drop: StackDrop,
+    /// When an active role taken with a lease falls back to standby (see `role`).
+    role_lease: Option<Instant>,
 }
 
 impl State {
@@ -148,6 +150,9 @@ impl State {
         }
         status.ingress_drop = self.stack_drop.describe();
         status.role = relay.role().name().to_string();
+        status.role_lease_seconds = self
+            .role_lease
+            .map(|t| t.saturating_duration_since(Instant::now()).as_secs_f64());
         status.ingress_drop_keys = self.stack_drop.keys();
         status
     }
@@ -355,6 +360,22 @@ fn sync_stack_drop(stack_drop: &mut StackDrop, relay: &Relay, default_local: boo
     );
 }
 
+impl State {
+    /// A control request's role: standby, active until changed, or active for `lease` (then
+    /// standby unless renewed). A renewal only moves the deadline.
+    fn set_role(
+        &mut self,
+        relay: &Relay,
+        standby: bool,
+        lease: Option<Duration>,
+    ) -> control::RoleChange {
+        self.role_lease = lease.map(|l| Instant::now() + l);
+        let mut change = switch_role(relay, standby);
+        change.lease_seconds = lease.map(|l| l.as_secs_f64());
+        change
+    }
+}
+
 /// Makes the relay active or standby (see `role`), logs a change and tells systemd.
 fn switch_role(relay: &Relay, standby: bool) -> control::RoleChange {
     let changed = relay.role().set_standby(standby);
@@ -370,6 +391,7 @@ fn switch_role(relay: &Relay, standby: bool) -> control::RoleChange {
     control::RoleChange {
         role: role.to_string(),
         changed,
+        lease_seconds: None,
     }
 }
 
@@ -510,6 +532,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         queriers,
         parse_cache,
         stack_drop,
+        role_lease: None,
     };
     state.sync_queriers(&relay);
     let ended = serve(&mut state, &mut relay, &mut services, &inbox, opts);
@@ -674,7 +697,10 @@ fn serve(
     };
     loop {
         let query = state.queriers.as_ref().and_then(Queriers::next_wake);
-        let next = query.map_or(timers.next(), |q| q.min(timers.next()));
+        let next = [query, state.role_lease]
+            .into_iter()
+            .flatten()
+            .fold(timers.next(), Instant::min);
         let timeout = next.saturating_duration_since(Instant::now());
         match inbox.recv_timeout(timeout) {
             Ok(Event::Signal(SIGHUP)) => {
@@ -710,8 +736,12 @@ fn serve(
                     Command::Stats => Reply::Stats(state.stats(relay)),
                     Command::Status => Reply::Status(Box::new(state.status(relay))),
                     Command::Reload => Reply::Reload(reload(state, relay, services)),
-                    Command::Active => Reply::Role(switch_role(relay, false)),
-                    Command::Standby => Reply::Role(switch_role(relay, true)),
+                    Command::Active => Reply::Role(state.set_role(relay, false, None)),
+                    Command::Standby => Reply::Role(state.set_role(relay, true, None)),
+                    Command::Lease { ms } => {
+                        let lease = Duration::from_millis(ms);
+                        Reply::Role(state.set_role(relay, false, Some(lease)))
+                    }
                 };
                 let _ = call.reply.send(reply);
             }
@@ -722,6 +752,11 @@ fn serve(
             Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(()),
         }
         let now = Instant::now();
+        if state.role_lease.is_some_and(|t| t <= now) {
+            state.role_lease = None;
+            log::warn!("role lease expired without renewal (keepalived gone?): standby");
+            switch_role(relay, true);
+        }
         if timers.links.is_some_and(|t| t <= now) {
             timers.links = (!state.follow_links(relay)).then(|| now + LINK_RETRY);
         }

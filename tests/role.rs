@@ -71,3 +71,46 @@ fn a_standby_relay_sends_nothing_and_takes_over_at_once() {
     assert_eq!(t.log_count(relay, "role: standby"), 1);
     assert_eq!(t.log_count(relay, "role: active"), 1);
 }
+
+/// `mcr active --lease LEASE`: its stdout.
+fn lease(t: &Topology, lease: &str) -> String {
+    let out = Command::new(common::MCR)
+        .args(["active", "--lease", lease, "--socket"])
+        .arg(t.dir.join("control.sock"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
+#[test]
+fn an_active_role_taken_with_a_lease_falls_back_to_standby_unless_renewed() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    let relay = t.start_relay(&config(&t, "standby"));
+    assert_eq!(lease(&t, "1500ms"), "now active (lease 1.5s)");
+    // Renewed well inside the lease, four times: active throughout, forwarding.
+    let start = std::time::Instant::now();
+    for _ in 0..4 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        assert_eq!(lease(&t, "1500ms"), "already active (lease 1.5s)");
+    }
+    assert!(start.elapsed() > std::time::Duration::from_millis(1500));
+    let status = t.control_json("status");
+    assert_eq!(status["role"], "active", "{status}");
+    let left = status["role_lease_seconds"].as_f64().unwrap();
+    assert!(left > 0.5 && left <= 1.5, "{status}");
+    check_stream(&mut t, "up0", "239.1.1.1", "239.9.9.1", 1000);
+    // No renewal: standby once the lease runs out, said in the log.
+    common::wait_until("the lease ran out", || {
+        t.control_json("status")["role"] == "standby"
+    });
+    assert!(t.control_json("status")["role_lease_seconds"].is_null());
+    assert_eq!(t.log_count(relay, "role lease expired"), 1);
+    // `mcr active` without a lease holds until changed; `standby` drops any lease.
+    assert_eq!(lease(&t, "60s"), "now active (lease 60.0s)");
+    assert_eq!(set_role(&t, "active"), "already active");
+    assert!(t.control_json("status")["role_lease_seconds"].is_null());
+    assert_eq!(set_role(&t, "standby"), "now standby");
+    t.stop_relay(relay);
+}

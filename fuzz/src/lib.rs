@@ -437,14 +437,15 @@ pub fn control(data: &[u8]) {
     };
     match control::parse_request(line) {
         Ok(command) => {
-            let name = match command {
-                Command::Stats => "stats",
-                Command::Status => "status",
-                Command::Reload => "reload",
-                Command::Active => "active",
-                Command::Standby => "standby",
+            let cmd = match command {
+                Command::Stats => r#""stats""#.to_string(),
+                Command::Status => r#""status""#.to_string(),
+                Command::Reload => r#""reload""#.to_string(),
+                Command::Active => r#""active""#.to_string(),
+                Command::Standby => r#""standby""#.to_string(),
+                Command::Lease { ms } => format!(r#"{{"lease":{{"ms":{ms}}}}}"#),
             };
-            let canonical = format!(r#"{{"v":{},"cmd":"{name}"}}"#, control::PROTOCOL);
+            let canonical = format!(r#"{{"v":{},"cmd":{cmd}}}"#, control::PROTOCOL);
             assert_eq!(control::parse_request(&canonical), Ok(command));
         }
         Err(message) => assert!(!message.is_empty()),
