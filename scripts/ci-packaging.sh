@@ -147,7 +147,8 @@ expect "mcr --version prints 'mcr $version'" test "$(/usr/bin/mcr --version)" = 
 
 for f in /usr/bin/mcr /etc/mcr.toml /lib/systemd/system/mcr.service \
     /usr/lib/sysusers.d/mcr.conf /usr/lib/tmpfiles.d/mcr.conf /usr/share/man/man1/mcr.1.gz \
-    /usr/share/doc/mcr/LICENSE /usr/share/doc/mcr/CHANGELOG.md /usr/share/doc/mcr/copyright; do
+    /usr/share/doc/mcr/LICENSE /usr/share/doc/mcr/CHANGELOG.md /usr/share/doc/mcr/copyright \
+    /usr/share/mcr/keepalived/mcr-keepalived /usr/share/mcr/keepalived/keepalived.conf; do
     dpkg -L mcr | grep -qx "$f" && [ -f "$f" ] || fail "package installs $f"
 done
 pass "package installs binary, config, unit, sysusers/tmpfiles entries, man page, license, changelog"
@@ -652,7 +653,8 @@ expect "rpm -qip: Name mcr, Version $version, License MIT OR Apache-2.0" \
     test "$(rpm_field Name)" = mcr -a "$(rpm_field Version)" = "$version" -a "$(rpm_field License)" = "MIT OR Apache-2.0"
 for f in /usr/bin/mcr /etc/mcr.toml /usr/lib/systemd/system/mcr.service \
     /usr/lib/sysusers.d/mcr.conf /usr/lib/tmpfiles.d/mcr.conf /usr/share/man/man1/mcr.1.gz \
-    /usr/share/doc/mcr/LICENSE /usr/share/doc/mcr/CHANGELOG.md; do
+    /usr/share/doc/mcr/LICENSE /usr/share/doc/mcr/CHANGELOG.md \
+    /usr/share/mcr/keepalived/mcr-keepalived /usr/share/mcr/keepalived/keepalived.conf; do
     grep -qx "$f" "$work/rpm.files" || fail "rpm -qlp lists $f"
 done
 pass "rpm -qlp lists binary, config, unit, sysusers/tmpfiles entries, man page, license, changelog"
