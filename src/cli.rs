@@ -287,12 +287,13 @@ pub fn main() -> ExitCode {
                     for (name, facts) in &s.interfaces {
                         match facts {
                             Some(f) => println!(
-                                "interface:      {name} index {} {} mtu {} {} {:?}",
+                                "interface:      {name} index {} {} mtu {} {} {:?} {:?}",
                                 f.ifindex,
                                 if f.up { "up" } else { "down" },
                                 f.mtu,
                                 f.mac,
-                                f.ipv4
+                                f.ipv4,
+                                f.ipv6
                             ),
                             None => println!("interface:      {name} missing (flows wait for it)"),
                         }

@@ -134,6 +134,9 @@ pub struct InterfaceStatus {
     pub mtu: u32,
     pub mac: String,
     pub ipv4: Vec<std::net::Ipv4Addr>,
+    /// IPv6 addresses past duplicate address detection.
+    #[serde(default)]
+    pub ipv6: Vec<std::net::Ipv6Addr>,
 }
 
 impl From<&crate::links::LinkFacts> for InterfaceStatus {
@@ -148,6 +151,7 @@ impl From<&crate::links::LinkFacts> for InterfaceStatus {
                 m[0], m[1], m[2], m[3], m[4], m[5]
             ),
             ipv4: f.ipv4.clone(),
+            ipv6: f.ipv6.clone(),
         }
     }
 }
