@@ -718,6 +718,22 @@ expect "run with port 70000 fails at the validate step, mcr check's PATH:LINE:CO
              grep -q 'failed=1' <<<'$(recap "$work/ansible3.log")'"
 expect "after the failed run /etc/mcr.toml is byte-identical (sha256 ${good:0:16}...)" \
     test "$(sha /etc/mcr.toml)" = "$good"
+
+pair='{"mcr_keepalived": {"interface": "eth1", "priority": 150, "virtual_router_id": 51,
+       "vip": "192.0.2.100/24"}}'
+playbook "$work/ansible4.log" -e "$pair" && rc=0 || rc=$?
+cat "$work/ansible4.log"
+expect "a pair member: keepalived installed, keepalived.conf with mcr's hooks and the priority" \
+    bash -c "[ $rc -eq 0 ] && command -v keepalived >/dev/null &&
+             grep -qF 'notify \"/usr/share/mcr/keepalived/mcr-keepalived notify\"' /etc/keepalived/keepalived.conf &&
+             grep -qF 'script \"/usr/share/mcr/keepalived/mcr-keepalived check\"' /etc/keepalived/keepalived.conf &&
+             grep -qE '^ +priority 150$' /etc/keepalived/keepalived.conf &&
+             [ -x /usr/share/mcr/keepalived/mcr-keepalived ]"
+# keepalived's own config test: everything but the interface, which this machine lacks.
+keepalived -t -l -f /etc/keepalived/keepalived.conf >"$work/ka-t.out" 2>&1 || true
+cat "$work/ka-t.out"
+expect "keepalived -t reports nothing but the missing interface eth1" \
+    bash -c "! grep -v -e 'interface eth1' -e 'Non-existent interface' -e '^\$' '$work/ka-t.out' | grep -q ."
 cd "$root"
 
 step "7. Prometheus alerting rules and Grafana dashboard (packaging/prometheus, packaging/grafana)"
