@@ -221,23 +221,10 @@ impl Pair {
         Proc::spawn(cmd, &self.dir, &format!("gen-{base}"))
     }
 
-    /// A sink for one phase: its report once `count` arrived or 2 s passed without any.
-    fn sink(&self, tag: &str) -> (Proc, PathBuf) {
-        let ready = self.dir.join(format!("ready-{tag}"));
-        let mut cmd = self.sink.command(MCR);
-        cmd.args([
-            "sink",
-            "--interface",
-            "down0",
-            "--json",
-            "--idle-timeout",
-            "2s",
-        ])
-        .args(["--group", "239.9.9.1", "--port", "5099", "--ready-file"])
-        .arg(&ready);
-        let mut p = Proc::spawn(cmd, &self.dir, &format!("sink-{tag}"));
-        p.wait_for("sink ready", Duration::from_secs(20), |_| ready.exists());
-        (p, ready)
+    /// A sink for one phase: its report once 2 s passed without a datagram.
+    fn sink(&self, tag: &str) -> Proc {
+        let args = ["--group", "239.9.9.1", "--port", "5099"];
+        common::spawn_sink(&self.sink, &self.dir, &format!("sink-{tag}"), "2s", &args)
     }
 
     fn pid_of(&self, name: &str, i: usize) -> i32 {
@@ -300,7 +287,7 @@ fn a_keepalived_pair_delivers_once_and_fails_over_when_either_process_dies() {
     };
 
     // Steady state: exactly once, in order.
-    let (sink, _) = p.sink("steady");
+    let sink = p.sink("steady");
     let mut g = p.gen(20_000, 10_000, 0);
     g.finish(Duration::from_secs(30));
     let r = report(sink);
@@ -313,7 +300,7 @@ fn a_keepalived_pair_delivers_once_and_fails_over_when_either_process_dies() {
     assert_eq!(num(&r, "reordered"), 0, "{r}");
 
     // The active relay's keepalived is killed (both its processes): no notify script runs.
-    let (sink, _) = p.sink("keepalived");
+    let sink = p.sink("keepalived");
     let mut g = p.gen(30_000, 10_000, 100);
     std::thread::sleep(Duration::from_millis(1000));
     let killed = Instant::now();
@@ -340,7 +327,7 @@ fn a_keepalived_pair_delivers_once_and_fails_over_when_either_process_dies() {
     let ka_again = p.start_keepalived(a);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!([p.role(0), p.role(1)], roles(b));
-    let (sink, _) = p.sink("mcr");
+    let sink = p.sink("mcr");
     let mut g = p.gen(50_000, 10_000, 200);
     std::thread::sleep(Duration::from_millis(1000));
     let killed = Instant::now();

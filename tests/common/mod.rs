@@ -167,6 +167,27 @@ pub fn bridge_ports(sw: &Netns, ports: &[(&str, &str, &Netns, &str)]) {
     }
 }
 
+/// Starts `mcr sink` on `down0` in `ns` (JSON report, ending after `idle` without a
+/// datagram, or as `args` say) and waits until it has joined.
+pub fn spawn_sink(ns: &Netns, dir: &Path, tag: &str, idle: &str, args: &[&str]) -> Proc {
+    let ready = dir.join(unique("ready"));
+    let mut cmd = ns.command(MCR);
+    cmd.args([
+        "sink",
+        "--interface",
+        "down0",
+        "--json",
+        "--idle-timeout",
+        idle,
+    ])
+    .args(args)
+    .arg("--ready-file")
+    .arg(&ready);
+    let mut p = Proc::spawn(cmd, dir, tag);
+    p.wait_for("sink ready", Duration::from_secs(20), |_| ready.exists());
+    p
+}
+
 /// A process started by a test, killed (by PID) and reaped on drop.
 pub struct Proc {
     pub child: Child,
@@ -415,21 +436,8 @@ impl Topology {
 
     /// Starts `mcr sink` in sink namespace `k` and waits until it has joined.
     pub fn start_sink(&mut self, k: usize, args: &[&str]) -> usize {
-        let ready = self.dir.join(unique("ready"));
-        let mut cmd = self.sinks[k].command(MCR);
-        cmd.args([
-            "sink",
-            "--interface",
-            "down0",
-            "--json",
-            "--idle-timeout",
-            "3s",
-        ])
-        .args(args)
-        .arg("--ready-file")
-        .arg(&ready);
-        let mut p = Proc::spawn(cmd, &self.dir, &format!("sink{k}-{}", self.procs.len()));
-        p.wait_for("sink ready", Duration::from_secs(20), |_| ready.exists());
+        let tag = format!("sink{k}-{}", self.procs.len());
+        let p = spawn_sink(&self.sinks[k], &self.dir, &tag, "3s", args);
         self.procs.push(p);
         self.procs.len() - 1
     }
