@@ -345,5 +345,39 @@ fn a_keepalived_pair_delivers_once_and_fails_over_when_either_process_dies() {
     assert_eq!(num(&s, "received") + lost, 50_000, "{r}");
     assert!(lost < 5_000, "under 0.5 s of traffic lost: {r}");
     assert_eq!(dups, 0, "a dead relay sends nothing: {r}");
+
+    // Failback, the operator's way (nopreempt): B's mcr is back (as standby, and healthy,
+    // so its keepalived is BACKUP again); A's keepalived is stopped (SIGTERM: it runs the
+    // STOP notify — standby — and tells B with a priority-0 advert to take over at once).
+    p.start_relay(b);
+    // A flow is healthy once it has seen a datagram.
+    p.gen(10, 1000, 901).finish(Duration::from_secs(10));
+    wait_until("B's keepalived healthy again", || {
+        let fault = p.dir.join(format!("state{b}/keepalived-fault"));
+        std::fs::read_to_string(fault).is_ok_and(|f| f.trim() == "0")
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!([p.role(0), p.role(1)], roles(a));
+    let sink = p.sink("failback");
+    let mut g = p.gen(30_000, 10_000, 300);
+    std::thread::sleep(Duration::from_millis(1000));
+    let stopped = Instant::now();
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(p.pid_of("ka", a)),
+        nix::sys::signal::Signal::SIGTERM,
+    );
+    p.wait_roles(roles(b));
+    let took_over = stopped.elapsed();
+    g.finish(Duration::from_secs(30));
+    let r = report(sink);
+    let s = stream(&r, 300);
+    let (lost, dups) = (num(&s, "lost"), num(&s, "duplicates"));
+    println!(
+        "failback (A's keepalived stopped): B active after {took_over:?}; {lost} lost ({:.0} ms of traffic), {dups} duplicates",
+        lost as f64 / 10.0
+    );
+    assert_eq!(num(&s, "received") + lost, 30_000, "{r}");
+    assert!(lost < 5_000, "under 0.5 s of traffic lost: {r}");
+    assert_eq!(dups, 0, "failback does not duplicate: {r}");
     let _ = ka_again; // stopped with the other processes when `p` drops
 }
