@@ -152,6 +152,30 @@ fn any_source_and_source_specific_ipv6_with_rewrite_and_fan_out_on_both_paths() 
             "{report}"
         );
         assert_marks(&report, 1, 0, "ssm");
+        // The ingress drop holds the IPv6 keys (the kernel took the 20- and 36-byte
+        // concatenations) and dropped exactly the relayed datagrams: 1000 any-source, 1000
+        // from the SSM flow's source (the other source's are not a key: they climb the stack).
+        let pid = t.procs[relay].child.id();
+        let table = t
+            .relay
+            .command("nft")
+            .args(["list", "table", "netdev", &format!("mcr_{pid}")])
+            .output()
+            .unwrap();
+        let table = String::from_utf8_lossy(&table.stdout);
+        assert!(table.contains("ff05::1:1 . 5001"), "{table}");
+        assert!(
+            table.contains("2001:db8:1::1 . ff3e::1:2 . 5001"),
+            "{table}"
+        );
+        let counters: Vec<&str> = table
+            .lines()
+            .filter(|l| l.contains("@asm6_in0") || l.contains("@ssm6_in0"))
+            .collect();
+        assert_eq!(counters.len(), 2, "{table}");
+        for rule in counters {
+            assert!(rule.contains("counter packets 1000 "), "{rule}");
+        }
         let stats = t.stop_relay(relay);
         let asm = flow(&stats, "asm");
         assert_eq!(num(asm, "packets"), 1000, "{asm}");
