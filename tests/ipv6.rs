@@ -156,13 +156,7 @@ fn any_source_and_source_specific_ipv6_with_rewrite_and_fan_out_on_both_paths() 
         // concatenations) and dropped exactly the relayed datagrams: 1000 any-source, 1000
         // from the SSM flow's source (the other source's are not a key: they climb the stack).
         let pid = t.procs[relay].child.id();
-        let table = t
-            .relay
-            .command("nft")
-            .args(["list", "table", "netdev", &format!("mcr_{pid}")])
-            .output()
-            .unwrap();
-        let table = String::from_utf8_lossy(&table.stdout);
+        let table = common::drop_table_text(&t.relay, pid);
         assert!(table.contains("ff05::1:1 . 5001"), "{table}");
         assert!(
             table.contains("2001:db8:1::1 . ff3e::1:2 . 5001"),

@@ -132,13 +132,7 @@ fn a_unicast_input_is_relayed_to_multicast_without_icmp_and_holds_its_port() {
     relay_unicast_without_icmp(&mut t, 1000, "0");
     // The ingress drop holds the unicast key and took all 1000: the port's socket saw none.
     let pid = t.procs[relay].child.id();
-    let table = t
-        .relay
-        .command("nft")
-        .args(["list", "table", "netdev", &format!("mcr_{pid}")])
-        .output()
-        .unwrap();
-    let table = String::from_utf8_lossy(&table.stdout);
+    let table = common::drop_table_text(&t.relay, pid);
     assert!(table.contains("10.1.0.2 . 6000"), "{table}");
     assert!(table.contains("counter packets 1000 "), "{table}");
     // A reload adds a second unicast input on the same interface: the rings' filter follows.

@@ -188,6 +188,17 @@ pub fn spawn_sink(ns: &Netns, dir: &Path, tag: &str, idle: &str, args: &[&str]) 
     p
 }
 
+/// The ingress-drop table of the relay with `pid`, as `nft list table` prints it.
+pub fn drop_table_text(ns: &Netns, pid: u32) -> String {
+    let table = format!("mcr_{pid}");
+    let out = ns
+        .command("nft")
+        .args(["list", "table", "netdev", &table])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A process started by a test, killed (by PID) and reaped on drop.
 pub struct Proc {
     pub child: Child,
