@@ -51,13 +51,11 @@ impl Ports {
     /// # Errors
     /// The first port that cannot be bound; nothing was changed.
     pub fn bind_new(&mut self, want: &BTreeSet<Port>) -> Result<Vec<Port>, PortError> {
-        let mut bound = Vec::new();
-        for &port in want.difference(&self.held.keys().copied().collect()) {
-            match bind(port) {
-                Ok(socket) => bound.push((port, socket)),
-                Err(e) => return Err(e),
-            }
-        }
+        let new = want.iter().filter(|p| !self.held.contains_key(p));
+        // Collected before any is held: a failure drops (closes) those bound so far.
+        let bound = new
+            .map(|&port| Ok((port, bind(port)?)))
+            .collect::<Result<Vec<_>, PortError>>()?;
         self.held.extend(bound);
         Ok(self
             .held

@@ -119,9 +119,6 @@ pub struct Relay {
     memberships: Memberships,
     /// The UDP ports of unicast inputs (see `ports`).
     ports: Ports,
-    /// Whether flows without a `local_delivery` of their own have it (`[relay]`), as of the
-    /// last start or reload: such unicast inputs leave their port to a local process.
-    default_local: bool,
     /// Per input interface with rings: their geometry (one ring per worker).
     rings: HashMap<u32, RingSpec>,
     /// What all rings together may use (`[relay] ring_memory`, as of the last start or
@@ -178,7 +175,6 @@ impl Relay {
             workers: started,
             memberships: Memberships::kernel(),
             ports: Ports::default(),
-            default_local: config.relay.local_delivery,
             rings: specs,
             ring_budget,
             mtu_warned: Default::default(),
@@ -197,7 +193,7 @@ impl Relay {
         }
         if let Err(e) = relay
             .ports
-            .bind_new(&unicast_ports(&table, relay.default_local))
+            .bind_new(&unicast_ports(&table, config.relay.local_delivery))
         {
             relay.shutdown();
             return Err(e.into());
@@ -275,7 +271,6 @@ impl Relay {
                 return Err(StartError::from(e).into());
             }
         };
-        self.default_local = default_local;
         // Committed: nothing below can fail, so the budget the new rings were sized by is now
         // the one in force.
         self.ring_budget = budget;
