@@ -124,9 +124,38 @@ struct GenArgs {
     /// Stream id of the first group (later groups count up from it).
     #[arg(long, default_value_t = 0)]
     stream_base: u32,
+    /// Start each payload with an RTP header (sequence = the probe's, 90 kHz send time).
+    #[arg(long)]
+    rtp: bool,
+    /// Drop every Nth packet on purpose (single stream).
+    #[arg(long)]
+    drop_every: Option<u64>,
+    /// Send every Nth packet twice.
+    #[arg(long)]
+    dup_every: Option<u64>,
+    /// Send every Nth packet after the one that follows it.
+    #[arg(long)]
+    swap_every: Option<u64>,
+    /// Drop packets START..END (an outage), e.g. 4000..6000.
+    #[arg(long, value_parser = parse_range)]
+    drop_range: Option<(u64, u64)>,
+    /// Drop this percentage of packets at random, the same ones for the same --seed.
+    #[arg(long, default_value_t = 0.0)]
+    drop_percent: f64,
+    /// Seed of --drop-percent.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
     /// Print the summary as JSON.
     #[arg(long)]
     json: bool,
+}
+
+fn parse_range(s: &str) -> Result<(u64, u64), String> {
+    let (a, b) = s
+        .split_once("..")
+        .ok_or_else(|| format!("{s:?} is not START..END"))?;
+    let n = |v: &str| v.trim().parse::<u64>().map_err(|e| format!("{v:?}: {e}"));
+    Ok((n(a)?, n(b)?))
 }
 
 #[derive(Debug, clap::Args)]
@@ -159,6 +188,10 @@ struct SinkArgs {
     /// Create this file once every group is joined.
     #[arg(long)]
     ready_file: Option<PathBuf>,
+    /// Payloads start with an RTP header (`mcr gen --rtp`): report each stream's RTP
+    /// loss, duplicates, reordering and jitter as the relay's `rtp = true` counts them.
+    #[arg(long)]
+    rtp: bool,
     /// Print the summary (with per-stream detail) as JSON. The fields are the same for IPv6:
     /// ttl_min/ttl_max hold the hop limit, dscp_min/dscp_max the traffic class's DSCP.
     #[arg(long)]
@@ -364,6 +397,15 @@ pub fn main() -> ExitCode {
                 ttl: a.ttl,
                 tos: a.tos,
                 stream_base: a.stream_base,
+                rtp: a.rtp,
+                impair: gen::Impairments {
+                    drop_every: a.drop_every,
+                    dup_every: a.dup_every,
+                    swap_every: a.swap_every,
+                    drop_range: a.drop_range,
+                    drop_percent: a.drop_percent,
+                    seed: a.seed,
+                },
             };
             report(gen::run(&opts), a.json)
         }
@@ -378,6 +420,7 @@ pub fn main() -> ExitCode {
                 idle_timeout: a.idle_timeout,
                 first_timeout: a.first_timeout,
                 ready_file: a.ready_file,
+                rtp: a.rtp,
             };
             report(sink::run(&opts), a.json)
         }
@@ -434,6 +477,13 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
             "{:<30} {:<8} {:>12} {:>14} {:>10.0} {:>9.2} {:>9} {:>8} {:>8}",
             f.name, f.state, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
         );
+        if let Some(r) = &f.rtp {
+            let _ = writeln!(
+                out,
+                "  rtp: {} packets, lost {}, duplicates {}, reordered {}, ssrc changes {}, sequence resets {}, not rtp {}, jitter {:.1} us",
+                r.packets, r.lost, r.duplicates, r.reordered, r.ssrc_changes, r.seq_resets, r.not_rtp, r.jitter_us
+            );
+        }
         if f.looped > 0 {
             let _ = writeln!(out, "  looped copies dropped: {}", f.looped);
         }

@@ -225,6 +225,8 @@ pub struct Flow {
     pub loop_guard: Option<Option<Duration>>,
     /// This flow's `local_delivery`, if it sets one; else `[relay] local_delivery` applies.
     pub local_delivery: Option<bool>,
+    /// RTP monitoring (`rtp = true`): the payload's RTP clock rate in Hz; `None` = off.
+    pub rtp: Option<u32>,
     pub input: Input,
     pub outputs: Vec<Output>,
 }

@@ -103,6 +103,17 @@ pub struct Frame<'r> {
     /// (`TP_STATUS_CSUM_VALID`) or this host generated the packet and offload fills them in
     /// (`TP_STATUS_CSUMNOTREADY`). Otherwise nobody has checked them yet.
     pub checksum_trusted: bool,
+    /// When the kernel took the frame in (`CLOCK_REALTIME`, software timestamp).
+    pub sec: u32,
+    pub nsec: u32,
+}
+
+impl Frame<'_> {
+    /// The arrival time in nanoseconds.
+    #[inline]
+    pub fn arrival_ns(&self) -> u64 {
+        u64::from(self.sec) * 1_000_000_000 + u64::from(self.nsec)
+    }
 }
 
 /// Kernel counters of one socket since the previous read.
@@ -277,6 +288,8 @@ impl Ring {
             vlan_tagged: status & libc::TP_STATUS_VLAN_VALID != 0 && hdr.tp_vlan_tci & 0x0fff != 0,
             checksum_trusted: status & (libc::TP_STATUS_CSUM_VALID | libc::TP_STATUS_CSUMNOTREADY)
                 != 0,
+            sec: hdr.tp_sec,
+            nsec: hdr.tp_nsec,
         })
     }
 

@@ -23,6 +23,7 @@ pub mod querier;
 pub mod relay;
 pub mod reload;
 pub mod role;
+pub mod rtp;
 pub mod serve;
 pub mod stackdrop;
 pub mod stats;

@@ -31,6 +31,40 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
     let flow_bytes = counter();
     let flow_age = gauge();
     let flow_looped = counter();
+    let rtp_counters: [(&str, &str, Family<Labels, Counter>); 6] = [
+        (
+            "flow_rtp_packets",
+            "RTP packets received for a monitored flow, duplicates included",
+            counter(),
+        ),
+        (
+            "flow_rtp_duplicates",
+            "RTP packets whose sequence number had arrived already",
+            counter(),
+        ),
+        (
+            "flow_rtp_reordered",
+            "RTP packets that arrived after a later sequence number",
+            counter(),
+        ),
+        (
+            "flow_rtp_ssrc_changes",
+            "Times the flow's RTP SSRC changed",
+            counter(),
+        ),
+        (
+            "flow_rtp_seq_resets",
+            "Sequence jumps taken as a sender restart",
+            counter(),
+        ),
+        (
+            "flow_rtp_not_rtp",
+            "Datagrams of a monitored flow that were not RTP",
+            counter(),
+        ),
+    ];
+    let rtp_lost = Family::<Labels, Gauge>::default();
+    let rtp_jitter = gauge();
     let out_packets = counter();
     let out_bytes = counter();
     let out_drops = counter();
@@ -53,6 +87,21 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         flow_packets.get_or_create(&l).inc_by(f.packets);
         flow_bytes.get_or_create(&l).inc_by(f.bytes);
         flow_looped.get_or_create(&l).inc_by(f.looped);
+        if let Some(rtp) = &f.rtp {
+            let values = [
+                rtp.packets,
+                rtp.duplicates,
+                rtp.reordered,
+                rtp.ssrc_changes,
+                rtp.seq_resets,
+                rtp.not_rtp,
+            ];
+            for ((_, _, family), v) in rtp_counters.iter().zip(values) {
+                family.get_or_create(&l).inc_by(v);
+            }
+            rtp_lost.get_or_create(&l).set(rtp.lost);
+            rtp_jitter.get_or_create(&l).set(rtp.jitter_us / 1e6);
+        }
         if let Some(age) = f.idle_seconds {
             flow_age.get_or_create(&l).set(age);
         }
@@ -101,6 +150,19 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         "flow_looped",
         "Looped copies the loop guard dropped for a flow (same payload back from another sender)",
         flow_looped,
+    );
+    for (name, help, family) in rtp_counters {
+        r.register(name, help, family);
+    }
+    r.register(
+        "flow_rtp_lost",
+        "RTP sequence numbers missing so far (late arrivals subtracted)",
+        rtp_lost,
+    );
+    r.register(
+        "flow_rtp_jitter_seconds",
+        "RFC 3550 interarrival jitter of a monitored flow",
+        rtp_jitter,
     );
     r.register(
         "flow_last_packet_age_seconds",

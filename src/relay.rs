@@ -405,6 +405,7 @@ impl Relay {
                 .map(|f| {
                     let mut s = FlowSnapshot::read(&f.spec.name, &f.stats, now_ns);
                     s.state = f.state(now_ns).name().to_string();
+                    s.rtp = f.rtp.as_ref().map(|(m, _)| m.snapshot());
                     s.outputs = f
                         .outputs
                         .iter()

@@ -226,6 +226,9 @@ pub struct FlowSnapshot {
     /// Looped copies the loop guard dropped (also in the `loop` drop total).
     #[serde(default)]
     pub looped: u64,
+    /// RTP stream quality, for a flow with `rtp = true`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtp: Option<crate::rtp::RtpSnapshot>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -374,13 +377,20 @@ impl Snapshot {
             } else {
                 String::new()
             };
+            let rtp = f.rtp.map_or(String::new(), |r| {
+                format!(
+                    " rtp=[lost={} dup={} reordered={} ssrc_changes={} resets={} not_rtp={} jitter={:.0}us]",
+                    r.lost, r.duplicates, r.reordered, r.ssrc_changes, r.seq_resets, r.not_rtp, r.jitter_us
+                )
+            });
             lines.push(format!(
-                "flow {} in={}/{}B{}{} out=[{}]",
+                "flow {} in={}/{}B{}{}{} out=[{}]",
                 f.name,
                 f.packets,
                 f.bytes,
                 rate,
                 looped,
+                rtp,
                 outs.join(", ")
             ));
         }

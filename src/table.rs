@@ -121,6 +121,9 @@ pub struct FlowEntry {
     pub idle_after: std::time::Duration,
     /// The loop guard's window in its ticks ([`loopguard::window_ticks`]); 0 = off.
     pub loop_window: u16,
+    /// RTP monitoring (`rtp = true`): the stream's state, kept across compiles while the
+    /// input stays, and the payload's clock rate.
+    pub rtp: Option<(Arc<crate::rtp::Monitor>, u32)>,
 }
 
 /// What a flow is doing, as `mcr stats`, `mcr status` and the metrics report it.
@@ -307,10 +310,12 @@ impl Table {
         for flow in &config.flows {
             let ifindex = facts(&flow.input.interface).map(|f| f.ifindex);
             let old = previous.and_then(|p| p.flow_by_name(&flow.name));
-            let stats = match old {
-                Some(o) if o.spec.input == flow.input => o.stats.clone(),
-                _ => Arc::default(),
-            };
+            let kept = old.filter(|o| o.spec.input == flow.input);
+            let stats = kept.map_or_else(Arc::default, |o| o.stats.clone());
+            let rtp = flow.rtp.map(|rate| {
+                let monitor = kept.and_then(|o| o.rtp.as_ref()).map(|(m, _)| m.clone());
+                (monitor.unwrap_or_default(), rate)
+            });
             let mut outputs = Vec::with_capacity(flow.outputs.len());
             for out in &flow.outputs {
                 let old = old.and_then(|o| o.outputs.iter().find(|e| e.spec == *out));
@@ -360,6 +365,7 @@ impl Table {
                 loop_window: loopguard::window_ticks(
                     flow.loop_guard.unwrap_or(config.relay.loop_guard),
                 ),
+                rtp,
             });
         }
         let has_ssm = flows.iter().any(|f| f.spec.input.source.is_some());

@@ -19,6 +19,7 @@
 //!   repeat or step backwards the sink sees happened on the way.
 
 pub mod gen;
+pub mod impair;
 pub mod payload;
 pub mod sink;
 

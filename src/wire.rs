@@ -34,6 +34,7 @@ pub mod ethernet;
 pub mod igmp;
 pub mod ipv4;
 pub mod ipv6;
+pub mod rtp;
 pub mod udp;
 
 #[cfg(test)]

@@ -297,6 +297,9 @@ impl Loop {
                 continue;
             }
             flow.stats.add(d.payload.len(), now_ns);
+            if let Some((monitor, clock_rate)) = &flow.rtp {
+                monitor.record(wire::rtp::parse(d.payload), frame.arrival_ns(), *clock_rate);
+            }
             if standby {
                 drops.add(Drop::Standby, 1);
                 continue;

@@ -205,6 +205,8 @@ impl Shift for RawFlow {
             idle_after,
             loop_guard,
             local_delivery,
+            rtp,
+            rtp_clock_rate,
         } = self;
         RawFlow {
             name: name.shift(by),
@@ -213,6 +215,8 @@ impl Shift for RawFlow {
             idle_after: idle_after.shift(by),
             loop_guard: loop_guard.shift(by),
             local_delivery,
+            rtp,
+            rtp_clock_rate: rtp_clock_rate.shift(by),
         }
     }
 }

@@ -52,6 +52,8 @@ pub(super) struct RawFlow {
     pub idle_after: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,
     pub local_delivery: Option<bool>,
+    pub rtp: Option<bool>,
+    pub rtp_clock_rate: Option<Spanned<i64>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -138,6 +138,7 @@ fn demo_config_is_exactly_the_demo() {
         idle_after: None,
         loop_guard: None,
         local_delivery: None,
+        rtp: None,
         input: Input {
             unicast: false,
             interface: ifname("mcr-in"),

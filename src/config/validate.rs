@@ -432,15 +432,49 @@ impl Validator<'_> {
             Some(g) => Some(self.loop_guard(g)?),
             None => None,
         };
+        let rtp = self.rtp(raw)?;
 
         Some(Flow {
             idle_after,
             loop_guard,
             local_delivery: raw.local_delivery,
+            rtp,
             name: name?.0,
             input: input?.0,
             outputs: outputs?,
         })
+    }
+
+    /// `rtp` and `rtp_clock_rate`: the clock rate when monitoring is on, `Some(None)` when
+    /// it is off, `None` after an error.
+    fn rtp(&mut self, raw: &RawFlow) -> Option<Option<u32>> {
+        let rate = match &raw.rtp_clock_rate {
+            None => crate::rtp::DEFAULT_CLOCK_RATE,
+            Some(r) => match u32::try_from(*r.get_ref()) {
+                Ok(hz) if (1000..=10_000_000).contains(&hz) => hz,
+                _ => {
+                    self.error(
+                        r.span(),
+                        format!(
+                            "rtp_clock_rate {} is not a clock rate from 1000 to 10000000 Hz; write the payload format's RTP clock, e.g. 90000 (video, MPEG-TS) or 48000 (audio)",
+                            r.get_ref()
+                        ),
+                    );
+                    return None;
+                }
+            },
+        };
+        match (raw.rtp.unwrap_or(false), &raw.rtp_clock_rate) {
+            (true, _) => Some(Some(rate)),
+            (false, None) => Some(None),
+            (false, Some(r)) => {
+                self.error(
+                    r.span(),
+                    "rtp_clock_rate only applies to a monitored flow; add rtp = true to the flow, or remove rtp_clock_rate".to_string(),
+                );
+                None
+            }
+        }
     }
 
     fn unique_name(&mut self, name: &str, span: &Range<usize>, seen: &mut Seen) {

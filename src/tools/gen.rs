@@ -13,6 +13,11 @@
 //! packet leaves close to its own due time. The send timestamp in each probe is taken right
 //! before the `sendmmsg` call that carries it.
 //!
+//! With `rtp`, each payload starts with an RTP header (RFC 3550: payload type 33, MPEG-TS;
+//! SSRC `0x4d435200 + stream`; sequence number the probe's, modulo 2^16; timestamp the send
+//! time on a 90 kHz clock) and the probe follows it. [`Impairments`] drop, duplicate or swap
+//! packets on purpose, deterministically, and the report says which.
+//!
 //! The group's family picks the socket: `AF_INET` with `IP_MULTICAST_IF`/`_TTL`/`_LOOP` and
 //! `IP_TOS`, or `AF_INET6` (`IPV6_V6ONLY`) with `IPV6_MULTICAST_IF`/`_HOPS`/`_LOOP` and
 //! `IPV6_TCLASS` carrying the same byte. Pacing, batching, payload and round robin do not
@@ -26,8 +31,10 @@ use std::os::fd::AsFd;
 use serde::Serialize;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
+pub use super::impair::{Impaired, Impairments};
 use super::{os, payload, Groups, MAX_BATCH, MAX_PAYLOAD};
 use crate::sys;
+use crate::wire::rtp;
 
 /// The shortest sleep when packets are due faster than this apart.
 pub const MIN_SLEEP_NS: u64 = 50_000;
@@ -63,6 +70,15 @@ pub struct GenOptions {
     pub tos: u8,
     /// Stream id of the first group; group `i` carries stream `stream_base + i`.
     pub stream_base: u32,
+    /// Each payload starts with an RTP header.
+    pub rtp: bool,
+    /// What to do to the packets on purpose (single-stream runs only).
+    pub impair: Impairments,
+}
+
+/// The SSRC of stream `stream` with `rtp`.
+pub fn ssrc(stream: u32) -> u32 {
+    0x4d43_5200_u32.wrapping_add(stream)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -74,6 +90,9 @@ pub struct GenReport {
     pub seconds: f64,
     /// `sent / seconds`.
     pub pps: f64,
+    /// What the impairments did.
+    #[serde(flatten)]
+    pub impaired: Impaired,
 }
 
 impl fmt::Display for GenReport {
@@ -89,14 +108,17 @@ impl fmt::Display for GenReport {
 #[derive(Debug, thiserror::Error)]
 pub enum GenError {
     #[error(
-        "payload size {size} is outside {}..={MAX_PAYLOAD} bytes",
-        payload::HEADER_LEN
+        "payload size {size} is outside {}..={MAX_PAYLOAD} bytes (with --rtp: {}..)",
+        payload::HEADER_LEN,
+        payload::HEADER_LEN + rtp::HEADER_LEN
     )]
     Size { size: usize },
     #[error("{count} groups from {group} on are not all multicast (need 1 or more in 224.0.0.0/4 or ff00::/8; or one unicast address)")]
     Groups { group: IpAddr, count: u32 },
     #[error("bind address {bind} is not of the same family as group {group}")]
     BindFamily { bind: IpAddr, group: IpAddr },
+    #[error("impairments apply to single-stream runs; drop --group-count or the impairment")]
+    ImpairedStreams,
     #[error("{count} packets per stream over {group_count} streams is too many")]
     Count { count: u64, group_count: u32 },
     #[error("egress interface {name:?}: {source}")]
@@ -112,8 +134,11 @@ pub enum GenError {
 
 /// Sends the whole run and reports what the kernel accepted.
 pub fn run(opts: &GenOptions) -> Result<GenReport, GenError> {
-    if !(payload::HEADER_LEN..=MAX_PAYLOAD).contains(&opts.size) {
+    if !(min_size(opts.rtp)..=MAX_PAYLOAD).contains(&opts.size) {
         return Err(GenError::Size { size: opts.size });
+    }
+    if opts.group_count != 1 && !opts.impair.is_none() {
+        return Err(GenError::ImpairedStreams);
     }
     if let Some(bind) = opts.bind.filter(|b| b.is_ipv6() != opts.group.is_ipv6()) {
         return Err(GenError::BindFamily {
@@ -161,7 +186,13 @@ pub fn run(opts: &GenOptions) -> Result<GenReport, GenError> {
         errors: sender.errors,
         seconds,
         pps,
+        impaired: sender.impaired,
     })
+}
+
+/// The smallest payload: a probe header, behind an RTP header with `rtp`.
+fn min_size(rtp: bool) -> usize {
+    payload::HEADER_LEN + if rtp { rtp::HEADER_LEN } else { 0 }
 }
 
 /// The socket of a run and, for IPv6, the egress interface index (the scope of link-local
@@ -375,6 +406,12 @@ struct Sender<'a> {
     dests: Vec<SockAddr>,
     group_count: u64,
     stream_base: u32,
+    /// Bytes before the probe: the RTP header, or none.
+    rtp_len: usize,
+    impair: Impairments,
+    /// Batch positions in sending order (see [`Impairments::plan`]).
+    order: Vec<usize>,
+    impaired: Impaired,
     sent: u64,
     errors: u64,
 }
@@ -397,6 +434,10 @@ impl<'a> Sender<'a> {
             dests,
             group_count: u64::from(groups.count()),
             stream_base: opts.stream_base,
+            rtp_len: if opts.rtp { rtp::HEADER_LEN } else { 0 },
+            impair: opts.impair.clone(),
+            order: Vec::with_capacity(2 * MAX_BATCH),
+            impaired: Impaired::default(),
             sent: 0,
             errors: 0,
         }
@@ -409,27 +450,46 @@ impl<'a> Sender<'a> {
             let packet = first + i as u64;
             let group = (packet % self.group_count) as u32;
             self.slot_group[i] = group;
-            payload::write(
-                slot,
-                self.stream_base.wrapping_add(group),
-                packet / self.group_count,
-                0,
-            );
+            let stream = self.stream_base.wrapping_add(group);
+            let seq = packet / self.group_count;
+            payload::write(&mut slot[self.rtp_len..], stream, seq, 0);
+            if self.rtp_len > 0 {
+                let header = rtp::Rtp {
+                    seq: seq as u16,
+                    timestamp: 0,
+                    ssrc: ssrc(stream),
+                    payload_type: 33,
+                };
+                rtp::write(slot, header);
+            }
+        }
+        self.order.clear();
+        if self.impair.is_none() {
+            self.order.extend(0..n);
+        } else {
+            self.impair
+                .plan(first, n, &mut self.order, &mut self.impaired);
         }
         let mut done = 0;
-        while done < n {
+        while done < self.order.len() {
             let now = payload::monotonic_ns();
-            for slot in self.slots.chunks_exact_mut(self.size).take(n).skip(done) {
-                payload::set_sent_ns(slot, now);
+            // The RTP timestamp: the send time on a 90 kHz clock.
+            let ticks = (now / 100_000 * 9 + now % 100_000 * 9 / 100_000) as u32;
+            for &i in &self.order[done..] {
+                let slot = &mut self.slots[i * self.size..(i + 1) * self.size];
+                payload::set_sent_ns(&mut slot[self.rtp_len..], now);
+                if self.rtp_len > 0 {
+                    slot[4..8].copy_from_slice(&ticks.to_be_bytes());
+                }
             }
-            let msgs = self
-                .slots
-                .chunks_exact(self.size)
-                .zip(self.slot_group)
-                .take(n)
-                .skip(done);
+            let (slots, size, groups) = (&self.slots, self.size, &self.slot_group);
             let dests = &self.dests;
-            let msgs = msgs.map(|(buf, g)| (buf, dests.get(g as usize)));
+            let msgs = self.order[done..].iter().map(|&i| {
+                (
+                    &slots[i * size..(i + 1) * size],
+                    dests.get(groups[i] as usize),
+                )
+            });
             match os::send_batch(self.socket.as_fd(), msgs) {
                 Ok(0) => {
                     // Not expected from sendmmsg; count it so the loop always advances.
@@ -541,6 +601,8 @@ mod tests {
             ttl: 1,
             tos: 0,
             stream_base: 0,
+            rtp: false,
+            impair: Impairments::default(),
         };
         assert!(matches!(run(&o), Err(GenError::Size { size: 23 })));
         o.size = MAX_PAYLOAD + 1;
@@ -572,6 +634,8 @@ mod tests {
             ttl: 1,
             tos: 0,
             stream_base: 0,
+            rtp: false,
+            impair: Impairments::default(),
         };
         let e = run(&o).unwrap_err();
         assert!(matches!(e, GenError::BindFamily { .. }), "{e}");
@@ -616,6 +680,7 @@ mod tests {
             errors: 1,
             seconds: 0.5,
             pps: 20.0,
+            impaired: Impaired::default(),
         };
         assert_eq!(r.to_string(), "sent=10 errors=1 seconds=0.500 pps=20");
     }

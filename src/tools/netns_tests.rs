@@ -10,7 +10,7 @@ use std::process::Command;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::gen::{self, Egress, GenOptions, GenReport};
+use super::gen::{self, Egress, GenOptions, GenReport, Impairments};
 use super::os;
 use super::sink::{self, SinkOptions, SinkReport};
 
@@ -182,6 +182,8 @@ fn gen_options(group_count: u32, count: u64, rate: u64, size: usize) -> GenOptio
         ttl: 7,
         tos: 34 << 2,
         stream_base: 100,
+        rtp: false,
+        impair: Impairments::default(),
     }
 }
 

@@ -85,6 +85,9 @@ pub struct SinkOptions {
     pub first_timeout: Duration,
     /// Created, empty, once every group is joined and the socket is receiving.
     pub ready_file: Option<PathBuf>,
+    /// Payloads start with an RTP header (`gen --rtp`): measure each stream's RTP quality
+    /// as the relay's monitor does ([`crate::rtp`]) and check the probe behind it.
+    pub rtp: bool,
 }
 
 impl SinkOptions {
@@ -105,6 +108,7 @@ impl SinkOptions {
             idle_timeout: Duration::from_secs(2),
             first_timeout: Duration::from_secs(30),
             ready_file: None,
+            rtp: false,
         }
     }
 }
@@ -123,6 +127,9 @@ pub struct StreamReport {
     pub first_seq: u64,
     /// Highest sequence number seen.
     pub last_seq: u64,
+    /// The stream's RTP figures (`--rtp`), by the relay's algorithm.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rtp: Option<crate::rtp::RtpSnapshot>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -253,6 +260,7 @@ pub fn run(opts: &SinkOptions) -> Result<SinkReport, SinkError> {
         })?;
     }
     let mut tally = Tally::new(groups);
+    tally.rtp = opts.rtp;
     receive(&socket, opts, &mut tally)?;
     drop(joins);
     Ok(tally.report())
@@ -448,6 +456,8 @@ struct Tally {
     dscp: Option<(u8, u8)>,
     latency: LatencyStats,
     streams: HashMap<u32, StreamState>,
+    /// Payloads start with an RTP header.
+    rtp: bool,
 }
 
 struct StreamState {
@@ -455,6 +465,7 @@ struct StreamState {
     received: u64,
     bytes: u64,
     seqs: SeqTracker,
+    rtp: Option<crate::rtp::LocalTracker>,
 }
 
 impl Tally {
@@ -469,6 +480,7 @@ impl Tally {
             dscp: None,
             latency: LatencyStats::default(),
             streams: HashMap::new(),
+            rtp: false,
         }
     }
 
@@ -486,7 +498,13 @@ impl Tally {
         if let Some(d) = tos.map(|t| t >> 2) {
             self.dscp = Some(self.dscp.map_or((d, d), |(lo, hi)| (lo.min(d), hi.max(d))));
         }
-        let probe = match payload::check(payload) {
+        let (header, probe) = if self.rtp {
+            let at = crate::wire::rtp::HEADER_LEN.min(payload.len());
+            (Some(crate::wire::rtp::parse(payload)), &payload[at..])
+        } else {
+            (None, payload)
+        };
+        let probe = match payload::check(probe) {
             Ok(probe) if !truncated => probe,
             _ => {
                 self.corrupt += 1;
@@ -501,10 +519,14 @@ impl Tally {
                 received: 0,
                 bytes: 0,
                 seqs: SeqTracker::default(),
+                rtp: header.map(|_| crate::rtp::LocalTracker::default()),
             });
         stream.received += 1;
         stream.bytes += payload.len() as u64;
         stream.seqs.record(probe.seq);
+        if let (Some(tracker), Some(header)) = (&stream.rtp, header) {
+            tracker.record(header, now_ns, crate::rtp::DEFAULT_CLOCK_RATE);
+        }
         self.latency.record(now_ns.saturating_sub(probe.sent_ns));
     }
 
@@ -522,6 +544,7 @@ impl Tally {
                 reordered: s.seqs.reordered(),
                 first_seq: s.seqs.lowest().unwrap_or(0),
                 last_seq: s.seqs.highest().unwrap_or(0),
+                rtp: s.rtp.as_ref().map(|t| t.snapshot()),
             })
             .collect();
         per_stream.sort_by_key(|s| s.stream);
@@ -756,6 +779,7 @@ mod tests {
                 reordered: 1,
                 first_seq: 0,
                 last_seq: 4,
+                rtp: None,
             }
         );
         assert_eq!(r.per_stream[1].group, IpAddr::V4(g1));
