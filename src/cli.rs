@@ -477,6 +477,16 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
             "{:<30} {:<8} {:>12} {:>14} {:>10.0} {:>9.2} {:>9} {:>8} {:>8}",
             f.name, f.state, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
         );
+        for i in &f.inputs {
+            let only = i
+                .only_this_path
+                .map_or(String::new(), |n| format!(", only this path {n}"));
+            let _ = writeln!(
+                out,
+                "  path {}:{} on {}: {} packets, first {}, duplicates discarded {}{only}",
+                i.group, i.port, i.interface, i.packets, i.first, i.duplicates
+            );
+        }
         if let Some(r) = &f.rtp {
             let _ = writeln!(
                 out,

@@ -225,11 +225,28 @@ pub struct Flow {
     pub loop_guard: Option<Option<Duration>>,
     /// This flow's `local_delivery`, if it sets one; else `[relay] local_delivery` applies.
     pub local_delivery: Option<bool>,
-    /// RTP monitoring (`rtp = true`): the payload's RTP clock rate in Hz; `None` = off.
+    /// RTP monitoring (`rtp = true`, implied by `merge`): the payload's RTP clock rate in
+    /// Hz; `None` = off.
     pub rtp: Option<u32>,
+    /// `merge = "rtp"`: each RTP sequence number is forwarded once, from whichever input
+    /// delivers it first (see `merge`).
+    pub merge: bool,
+    /// The first input (`input`, or the first of `inputs`).
     pub input: Input,
+    /// The other inputs of a merged flow (`inputs = [ … ]` after the first).
+    pub more_inputs: Vec<Input>,
     pub outputs: Vec<Output>,
 }
+
+impl Flow {
+    /// Every input: the first, then the other paths of a merged flow.
+    pub fn inputs(&self) -> impl Iterator<Item = &Input> {
+        std::iter::once(&self.input).chain(&self.more_inputs)
+    }
+}
+
+/// Most inputs of one merged flow (ST 2022-7 has two; a few more cost nothing).
+pub const MAX_MERGE_INPUTS: usize = 4;
 
 /// Where a flow's traffic is received.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -399,10 +416,14 @@ impl Config {
         let groups: HashSet<_> = self
             .flows
             .iter()
-            .filter(|f| !f.input.unicast)
-            .map(|f| (&f.input.interface, f.input.group, f.input.source))
+            .flat_map(|f| f.inputs())
+            .filter(|i| !i.unicast)
+            .map(|i| (&i.interface, i.group, i.source))
             .collect();
-        let interfaces: HashSet<_> = self.flows.iter().map(|f| &f.input.interface).collect();
+        let interfaces: HashSet<_> = (self.flows.iter())
+            .flat_map(|f| f.inputs())
+            .map(|i| &i.interface)
+            .collect();
         let local = self
             .flows
             .iter()

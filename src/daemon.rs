@@ -302,10 +302,9 @@ impl State {
         let Some(q) = &mut self.queriers else { return };
         let table = relay.table();
         let inputs = table
-            .flows()
-            .iter()
-            .filter(|f| f.spec.input.group.is_ipv4() && !f.spec.input.unicast)
-            .filter_map(|f| Some((f.ifindex?, f.spec.input.interface.clone())))
+            .inputs()
+            .filter(|(_, i)| i.spec.group.is_ipv4() && !i.spec.unicast)
+            .filter_map(|(_, i)| Some((i.ifindex?, i.spec.interface.clone())))
             .collect();
         q.sync(&inputs, Instant::now());
     }
@@ -437,6 +436,9 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let (applied, config) = parse_cache.load(&opts.config)?;
     config.warnings.iter().for_each(|w| log::warn!("{w}"));
     let workers = config.relay.workers.map(|w| w.get()).unwrap_or_else(|| {
+        if config.flows.iter().any(|f| f.merge) {
+            return 1; // a merged flow's paths meet on one worker (see `merge`)
+        }
         std::thread::available_parallelism()
             .map_or(1, |n| n.get())
             .min(crate::config::MAX_WORKERS)

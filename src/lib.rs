@@ -15,6 +15,7 @@ pub mod limits;
 pub mod links;
 pub mod loopguard;
 pub mod membership;
+pub mod merge;
 pub mod metrics;
 pub mod nft;
 pub mod ports;

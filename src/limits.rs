@@ -61,7 +61,8 @@ impl Descriptors {
             .collect();
         let outputs = interfaces.len();
         let memberships: FxHashSet<_> = (config.flows.iter())
-            .map(|f| (&f.input.interface, f.input.group, f.input.source))
+            .flat_map(|f| f.inputs())
+            .map(|i| (&i.interface, i.group, i.source))
             .collect();
         let mut groups: FxHashMap<&IfName, usize> = FxHashMap::default();
         for (interface, _, _) in memberships {

@@ -21,7 +21,7 @@ use crate::links::{LinkFacts, LinkView};
 use crate::membership::Memberships;
 use crate::ports::{Port, Ports};
 use crate::role::Role;
-use crate::stats::{FlowSnapshot, OutputSnapshot, Snapshot, WorkerStats};
+use crate::stats::{FlowSnapshot, InputSnapshot, OutputSnapshot, Snapshot, WorkerStats};
 use crate::table::{Env, Table, TableError};
 use crate::worker::{Command, OnExit, Worker};
 
@@ -54,6 +54,8 @@ pub enum StartError {
 pub enum ReloadError {
     #[error(transparent)]
     Table(#[from] TableError),
+    #[error("flow {flow:?} merges its inputs, which needs one worker, and this relay runs {workers}: set [relay] workers = 1 and restart (systemctl restart mcr), or remove the merge; the running table is kept")]
+    MergeWorkers { flow: String, workers: usize },
     #[error(transparent)]
     Start(#[from] StartError),
 }
@@ -221,6 +223,14 @@ impl Relay {
         links: &LinkView,
     ) -> Result<ReloadSummary, ReloadError> {
         use crate::reload::{diff, Change};
+        if let Some(f) = config.flows.iter().find(|f| f.merge) {
+            if self.workers.len() > 1 {
+                return Err(ReloadError::MergeWorkers {
+                    flow: f.name.clone(),
+                    workers: self.workers.len(),
+                });
+            }
+        }
         let old = self.table.load_full();
         let new = Table::compile(config, links, &mut Host, Some(&old), old.generation() + 1)?;
         let changes = diff(&old.needs(), &new.needs());
@@ -406,6 +416,10 @@ impl Relay {
                     let mut s = FlowSnapshot::read(&f.spec.name, &f.stats, now_ns);
                     s.state = f.state(now_ns).name().to_string();
                     s.rtp = f.rtp.as_ref().map(|(m, _)| m.snapshot());
+                    if f.spec.merge {
+                        s.inputs =
+                            InputSnapshot::read_all(f.inputs.iter().map(|i| (&i.spec, &*i.stats)));
+                    }
                     s.outputs = f
                         .outputs
                         .iter()
@@ -496,9 +510,8 @@ fn open_rings(
 /// `default_local`) does not leave them to a local process, on interfaces that exist.
 fn unicast_ports(table: &Table, default_local: bool) -> BTreeSet<Port> {
     table
-        .flows()
-        .iter()
-        .filter(|f| f.spec.input.unicast && !f.spec.local_delivery.unwrap_or(default_local))
-        .filter_map(|f| Some((f.spec.input.group, f.spec.input.port, f.ifindex?)))
+        .inputs()
+        .filter(|(f, i)| i.spec.unicast && !f.spec.local_delivery.unwrap_or(default_local))
+        .filter_map(|(_, i)| Some((i.spec.group, i.spec.port, i.ifindex?)))
         .collect()
 }

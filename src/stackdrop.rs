@@ -131,21 +131,14 @@ impl Drops {
     /// port) out, whichever flow on it asked.
     pub fn of(table: &Table, default_local: bool) -> Drops {
         let local: BTreeSet<(&IfName, IpAddr, u16)> = table
-            .flows()
-            .iter()
-            .filter(|f| f.spec.local_delivery.unwrap_or(default_local))
-            .map(|f| {
-                (
-                    &f.spec.input.interface,
-                    f.spec.input.group,
-                    f.spec.input.port,
-                )
-            })
+            .inputs()
+            .filter(|(f, _)| f.spec.local_delivery.unwrap_or(default_local))
+            .map(|(_, i)| (&i.spec.interface, i.spec.group, i.spec.port))
             .collect();
         let mut interfaces: BTreeMap<IfName, Keys> = BTreeMap::new();
-        for f in table.flows() {
-            let input = &f.spec.input;
-            let Some(ifindex) = f.ifindex else { continue };
+        for (_, i) in table.inputs() {
+            let input = &i.spec;
+            let Some(ifindex) = i.ifindex else { continue };
             if local.contains(&(&input.interface, input.group, input.port)) {
                 continue;
             }

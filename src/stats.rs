@@ -42,10 +42,13 @@ pub enum Drop {
     SendError,
     /// A datagram for a flow, taken in while the relay is standby: not sent (see `role`).
     Standby,
+    /// A merged flow's copy of an RTP sequence number another path (or this one) had
+    /// delivered already: the redundancy doing its job (see `merge`).
+    Merged,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 12] = [
+    pub const ALL: [Drop; 13] = [
         Drop::NoMatch,
         Drop::Fragment,
         Drop::Malformed,
@@ -58,6 +61,7 @@ impl Drop {
         Drop::EgressFull,
         Drop::SendError,
         Drop::Standby,
+        Drop::Merged,
     ];
 
     pub fn name(self) -> &'static str {
@@ -74,6 +78,7 @@ impl Drop {
             Drop::EgressFull => "egress_full",
             Drop::SendError => "send_error",
             Drop::Standby => "standby",
+            Drop::Merged => "merged",
         }
     }
 }
@@ -112,6 +117,17 @@ impl FlowStats {
         self.bytes.fetch_add(bytes as u64, Relaxed);
         self.last_seen_ns.store(now_ns, Relaxed);
     }
+}
+
+/// What one input of a flow delivered (a merged flow's paths are told apart by these).
+#[derive(Debug, Default)]
+pub struct InputStats {
+    /// Datagrams that matched this input.
+    pub packets: AtomicU64,
+    /// Of those, sequence numbers this input delivered first (the ones forwarded).
+    pub first: AtomicU64,
+    /// Copies of a sequence number another input (or this one) had delivered: discarded.
+    pub duplicates: AtomicU64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call: cheap enough once per batch).
@@ -226,9 +242,54 @@ pub struct FlowSnapshot {
     /// Looped copies the loop guard dropped (also in the `loop` drop total).
     #[serde(default)]
     pub looped: u64,
-    /// RTP stream quality, for a flow with `rtp = true`.
+    /// RTP stream quality, for a flow with `rtp = true` (of the merged stream, for a
+    /// merged flow: `lost` is what every path lost).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtp: Option<crate::rtp::RtpSnapshot>,
+    /// A merged flow's paths, in the config's order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inputs: Vec<InputSnapshot>,
+}
+
+/// What one path of a merged flow delivered.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct InputSnapshot {
+    pub interface: String,
+    pub group: String,
+    pub port: u16,
+    pub packets: u64,
+    /// Sequence numbers this path delivered first (forwarded).
+    pub first: u64,
+    /// Copies discarded: another path (or this one) had delivered them.
+    pub duplicates: u64,
+    /// With two paths: sequence numbers only this one delivered (its first copies the
+    /// other never duplicated) — what the redundancy recovered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_this_path: Option<u64>,
+}
+
+impl InputSnapshot {
+    /// The paths of a merged flow, `only_this_path` filled for a pair.
+    pub fn read_all<'a>(
+        inputs: impl ExactSizeIterator<Item = (&'a crate::config::Input, &'a InputStats)>,
+    ) -> Vec<InputSnapshot> {
+        let mut all: Vec<InputSnapshot> = inputs
+            .map(|(spec, s)| InputSnapshot {
+                interface: spec.interface.to_string(),
+                group: spec.group.to_string(),
+                port: spec.port,
+                packets: s.packets.load(Relaxed),
+                first: s.first.load(Relaxed),
+                duplicates: s.duplicates.load(Relaxed),
+                only_this_path: None,
+            })
+            .collect();
+        if let [a, b] = &mut all[..] {
+            a.only_this_path = Some(a.first.saturating_sub(b.duplicates));
+            b.only_this_path = Some(b.first.saturating_sub(a.duplicates));
+        }
+        all
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -383,14 +444,28 @@ impl Snapshot {
                     r.lost, r.duplicates, r.reordered, r.ssrc_changes, r.seq_resets, r.not_rtp, r.jitter_us
                 )
             });
+            let paths: Vec<String> = (f.inputs.iter())
+                .map(|i| {
+                    format!(
+                        "{}<{}:{} {} first={} dup={}",
+                        i.interface, i.group, i.port, i.packets, i.first, i.duplicates
+                    )
+                })
+                .collect();
+            let paths = if paths.is_empty() {
+                String::new()
+            } else {
+                format!(" paths=[{}]", paths.join(", "))
+            };
             lines.push(format!(
-                "flow {} in={}/{}B{}{}{} out=[{}]",
+                "flow {} in={}/{}B{}{}{}{} out=[{}]",
                 f.name,
                 f.packets,
                 f.bytes,
                 rate,
                 looped,
                 rtp,
+                paths,
                 outs.join(", ")
             ));
         }

@@ -29,7 +29,7 @@ use crate::egress::{InterfaceSockets, OutputPath};
 use crate::links::{LinkFacts, LinkView};
 use crate::loopguard::{self, LoopGuard};
 use crate::membership::Membership;
-use crate::stats::{FlowStats, OutputStats};
+use crate::stats::{FlowStats, InputStats, OutputStats};
 
 /// What compiling needs from the outside world: an output interface's sockets. A seam, so
 /// the table logic is testable without root or real interfaces.
@@ -109,12 +109,24 @@ pub struct OutputEntry {
     pub stats: Arc<OutputStats>,
 }
 
+/// One input of a flow (a merged flow has several).
+#[derive(Debug)]
+pub struct InputEntry {
+    pub spec: config::Input,
+    /// The interface's index; `None` while it does not exist.
+    pub ifindex: Option<u32>,
+    /// What this path delivered (kept across compiles while the input stays).
+    pub stats: Arc<InputStats>,
+}
+
 /// One flow: its input match and outputs.
 #[derive(Debug)]
 pub struct FlowEntry {
     pub spec: config::Flow,
-    /// The input interface's index; `None` while it does not exist (the flow waits).
+    /// The first input interface's index; `None` while it does not exist.
     pub ifindex: Option<u32>,
+    /// Every input, the first included, in the config's order.
+    pub inputs: Vec<InputEntry>,
     pub stats: Arc<FlowStats>,
     pub outputs: Vec<OutputEntry>,
     /// No input packet for this long makes the flow `idle` (the flow's or `[relay]`'s).
@@ -153,7 +165,7 @@ impl FlowEntry {
     /// The flow's state at `now_ns` ([`crate::stats::monotonic_ns`]).
     pub fn state(&self, now_ns: u64) -> FlowState {
         use std::sync::atomic::Ordering::Relaxed;
-        if self.ifindex.is_none() {
+        if self.inputs.iter().all(|i| i.ifindex.is_none()) {
             return FlowState::Waiting;
         }
         let last = self.stats.last_seen_ns.load(Relaxed);
@@ -163,6 +175,28 @@ impl FlowEntry {
         } else {
             FlowState::Active
         }
+    }
+}
+
+/// What a lookup finds: a flow's index and which of its inputs matched, in one word (the
+/// input in the top 4 bits; validation keeps flows far below 2^28).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hit(u32);
+
+impl Hit {
+    fn new(flow: usize, input: usize) -> Hit {
+        debug_assert!(flow < 1 << 28 && input < 16);
+        Hit(flow as u32 | (input as u32) << 28)
+    }
+
+    #[inline]
+    pub fn flow(self) -> u32 {
+        self.0 & 0x0fff_ffff
+    }
+
+    #[inline]
+    pub fn input(self) -> usize {
+        (self.0 >> 28) as usize
     }
 }
 
@@ -183,7 +217,7 @@ struct Key {
 pub struct Table {
     generation: u64,
     flows: Vec<FlowEntry>,
-    index: FxHashMap<Key, u32>,
+    index: FxHashMap<Key, Hit>,
     /// Flow index by name, so reloads and stats stay linear in the number of flows.
     by_name: FxHashMap<String, u32>,
     has_ssm: bool,
@@ -201,7 +235,7 @@ pub fn interface_names(config: &Config) -> BTreeSet<&IfName> {
         .flows
         .iter()
         .flat_map(|f| {
-            std::iter::once(&f.input.interface)
+            (f.inputs().map(|i| &i.interface))
                 .chain(f.outputs.iter().filter_map(|o| o.interface.as_ref()))
         })
         .collect()
@@ -310,7 +344,7 @@ impl Table {
         for flow in &config.flows {
             let ifindex = facts(&flow.input.interface).map(|f| f.ifindex);
             let old = previous.and_then(|p| p.flow_by_name(&flow.name));
-            let kept = old.filter(|o| o.spec.input == flow.input);
+            let kept = old.filter(|o| o.spec.input == flow.input && o.spec.merge == flow.merge);
             let stats = kept.map_or_else(Arc::default, |o| o.stats.clone());
             let rtp = flow.rtp.map(|rate| {
                 let monitor = kept.and_then(|o| o.rtp.as_ref()).map(|(m, _)| m.clone());
@@ -346,19 +380,30 @@ impl Table {
                     stats: old.map_or_else(Arc::default, |o| o.stats.clone()),
                 });
             }
-            if let Some(ifindex) = ifindex {
-                let key = Key {
+            let mut inputs = Vec::with_capacity(1 + flow.more_inputs.len());
+            for (n, input) in flow.inputs().enumerate() {
+                let ifindex = facts(&input.interface).map(|f| f.ifindex);
+                if let Some(ifindex) = ifindex {
+                    let key = Key {
+                        ifindex,
+                        group: key_addr(input.group),
+                        port: input.port,
+                        source: input.source.map_or(0, key_addr),
+                    };
+                    // Validation already rejected duplicate inputs; the first flow wins.
+                    index.entry(key).or_insert(Hit::new(flows.len(), n));
+                }
+                let old = old.and_then(|o| o.inputs.iter().find(|e| e.spec == *input));
+                inputs.push(InputEntry {
+                    spec: input.clone(),
                     ifindex,
-                    group: key_addr(flow.input.group),
-                    port: flow.input.port,
-                    source: flow.input.source.map_or(0, key_addr),
-                };
-                // Validation already rejected duplicate inputs; the first flow wins regardless.
-                index.entry(key).or_insert(flows.len() as u32);
+                    stats: old.map_or_else(Arc::default, |o| o.stats.clone()),
+                });
             }
             flows.push(FlowEntry {
                 spec: flow.clone(),
                 ifindex,
+                inputs,
                 stats,
                 outputs,
                 idle_after: flow.idle_after.unwrap_or(config.relay.idle_after),
@@ -419,7 +464,7 @@ impl Table {
     pub fn missing(&self) -> BTreeMap<IfName, Vec<String>> {
         let mut missing: BTreeMap<IfName, Vec<String>> = BTreeMap::new();
         for f in &self.flows {
-            let names = std::iter::once(&f.spec.input.interface)
+            let names = (f.spec.inputs().map(|i| &i.interface))
                 .chain(f.spec.outputs.iter().filter_map(|o| o.interface.as_ref()));
             for name in names {
                 if self.links.get(name).is_none_or(Option::is_none) {
@@ -452,7 +497,7 @@ impl Table {
     /// The flow a datagram belongs to: a source-specific flow for its source if there is one,
     /// else the any-source flow for its group and port.
     #[inline]
-    pub fn lookup(&self, ifindex: u32, src: IpAddr, dst: IpAddr, port: u16) -> Option<u32> {
+    pub fn lookup(&self, ifindex: u32, src: IpAddr, dst: IpAddr, port: u16) -> Option<Hit> {
         let mut key = Key {
             ifindex,
             group: key_addr(dst),
@@ -469,22 +514,28 @@ impl Table {
         self.index.get(&key).copied()
     }
 
+    /// Every input of every flow, with its flow.
+    pub fn inputs(&self) -> impl Iterator<Item = (&FlowEntry, &InputEntry)> {
+        self.flows
+            .iter()
+            .flat_map(|f| f.inputs.iter().map(move |i| (f, i)))
+    }
+
     /// Input interfaces in use, by index.
     pub fn input_ifindexes(&self) -> BTreeSet<u32> {
-        self.flows.iter().filter_map(|f| f.ifindex).collect()
+        self.inputs().filter_map(|(_, i)| i.ifindex).collect()
     }
 
     /// The memberships the inputs need, one per distinct (interface, group, source); a
     /// unicast input needs none.
     pub fn memberships(&self) -> BTreeSet<Membership> {
-        self.flows
-            .iter()
-            .filter(|f| !f.spec.input.unicast)
-            .filter_map(|f| {
+        self.inputs()
+            .filter(|(_, i)| !i.spec.unicast)
+            .filter_map(|(_, i)| {
                 Some(Membership {
-                    ifindex: f.ifindex?,
-                    group: f.spec.input.group,
-                    source: f.spec.input.source,
+                    ifindex: i.ifindex?,
+                    group: i.spec.group,
+                    source: i.spec.source,
                 })
             })
             .collect()
@@ -494,10 +545,9 @@ impl Table {
     /// its rings' socket filter admits besides multicast.
     pub fn unicast_inputs(&self, ifindex: u32) -> Vec<(IpAddr, u16)> {
         let set: BTreeSet<(IpAddr, u16)> = self
-            .flows
-            .iter()
-            .filter(|f| f.spec.input.unicast && f.ifindex == Some(ifindex))
-            .map(|f| (f.spec.input.group, f.spec.input.port))
+            .inputs()
+            .filter(|(_, i)| i.spec.unicast && i.ifindex == Some(ifindex))
+            .map(|(_, i)| (i.spec.group, i.spec.port))
             .collect();
         set.into_iter().collect()
     }
@@ -512,10 +562,9 @@ impl Table {
 
     /// Interface name of an input index, for logs.
     pub fn input_name(&self, ifindex: u32) -> Option<&IfName> {
-        self.flows
-            .iter()
-            .find(|f| f.ifindex == Some(ifindex))
-            .map(|f| &f.spec.input.interface)
+        self.inputs()
+            .find(|(_, i)| i.ifindex == Some(ifindex))
+            .map(|(_, i)| &i.spec.interface)
     }
 }
 
@@ -596,6 +645,11 @@ mod tests {
     use super::test_support::*;
     use super::*;
 
+    /// The flow index a lookup finds.
+    fn find(t: &Table, ifindex: u32, src: IpAddr, dst: IpAddr, port: u16) -> Option<u32> {
+        t.lookup(ifindex, src, dst, port).map(Hit::flow)
+    }
+
     const TWO_FLOWS: &str = r#"
         [[flow]]
         name = "a"
@@ -620,21 +674,21 @@ mod tests {
     fn lookup_matches_interface_group_port_and_prefers_the_source_specific_flow() {
         let t = compile(TWO_FLOWS, &mut FakeEnv::default(), None);
         let any = ip("10.9.9.9");
-        assert_eq!(t.lookup(1, any, ip("239.1.1.1"), 5001), Some(0));
+        assert_eq!(find(&t, 1, any, ip("239.1.1.1"), 5001), Some(0));
         assert_eq!(
-            t.lookup(2, any, ip("239.1.1.1"), 5001),
+            find(&t, 2, any, ip("239.1.1.1"), 5001),
             None,
             "wrong interface"
         );
-        assert_eq!(t.lookup(1, any, ip("239.1.1.1"), 5002), None, "wrong port");
-        assert_eq!(t.lookup(1, any, ip("239.1.1.3"), 5001), None, "wrong group");
+        assert_eq!(find(&t, 1, any, ip("239.1.1.1"), 5002), None, "wrong port");
+        assert_eq!(find(&t, 1, any, ip("239.1.1.3"), 5001), None, "wrong group");
         assert_eq!(
-            t.lookup(1, ip("10.0.0.5"), ip("239.1.1.2"), 5001),
+            find(&t, 1, ip("10.0.0.5"), ip("239.1.1.2"), 5001),
             Some(1),
             "SSM flow"
         );
         assert_eq!(
-            t.lookup(1, any, ip("239.1.1.2"), 5001),
+            find(&t, 1, any, ip("239.1.1.2"), 5001),
             Some(2),
             "other sources: ASM flow"
         );
@@ -652,8 +706,8 @@ mod tests {
             outputs = [ { interface = "eth1", group = "239.9.9.9", port = 9 } ]
         "#;
         let t = compile(src, &mut FakeEnv::default(), None);
-        assert_eq!(t.lookup(1, ip("10.0.0.1"), ip("232.1.1.1"), 9), Some(0));
-        assert_eq!(t.lookup(1, ip("10.0.0.2"), ip("232.1.1.1"), 9), None);
+        assert_eq!(find(&t, 1, ip("10.0.0.1"), ip("232.1.1.1"), 9), Some(0));
+        assert_eq!(find(&t, 1, ip("10.0.0.2"), ip("232.1.1.1"), 9), None);
     }
 
     #[test]
@@ -745,7 +799,7 @@ mod tests {
         assert_eq!(t.flows[1].outputs[1].waiting, Some(Waiting::Missing));
         assert!(t.flows[1].outputs[1].path.is_none());
         assert_eq!(
-            t.lookup(1, ip("10.9.9.9"), ip("239.1.1.2"), 5001),
+            find(&t, 1, ip("10.9.9.9"), ip("239.1.1.2"), 5001),
             None,
             "c waits: not in the index"
         );

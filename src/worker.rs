@@ -25,7 +25,7 @@ use crate::ingress::Ring;
 use crate::role::Role;
 use crate::stats::{Drop, WorkerStats};
 use crate::table::Table;
-use crate::{loopguard, sys, wire};
+use crate::{loopguard, merge, sys, wire};
 
 /// Frames taken from one ring before their sends are submitted.
 pub const BATCH: usize = 64;
@@ -278,13 +278,18 @@ impl Loop {
                 drops.add(Drop::Unsupported, 1);
                 continue;
             }
-            let Some(fi) = table.lookup(ifindex, d.src, d.dst, d.dst_port) else {
+            let Some(hit) = table.lookup(ifindex, d.src, d.dst, d.dst_port) else {
                 drops.add(Drop::NoMatch, 1);
                 continue;
             };
+            let fi = hit.flow();
             let Some(flow) = table.flow(fi) else { continue };
             if !frame.checksum_trusted && !wire::verify_checksums(frame.data) {
                 drops.add(Drop::Checksum, 1);
+                continue;
+            }
+            if flow.spec.merge && !merge::first(flow, hit.input(), d.payload, frame.arrival_ns()) {
+                drops.add(Drop::Merged, 1);
                 continue;
             }
             let sender = loopguard::sender(d.src, d.src_port);
@@ -297,8 +302,11 @@ impl Loop {
                 continue;
             }
             flow.stats.add(d.payload.len(), now_ns);
-            if let Some((monitor, clock_rate)) = &flow.rtp {
-                monitor.record(wire::rtp::parse(d.payload), frame.arrival_ns(), *clock_rate);
+            match &flow.rtp {
+                Some((monitor, clock_rate)) if !flow.spec.merge => {
+                    monitor.record(wire::rtp::parse(d.payload), frame.arrival_ns(), *clock_rate);
+                }
+                _ => {}
             }
             if standby {
                 drops.add(Drop::Standby, 1);

@@ -201,6 +201,8 @@ impl Shift for RawFlow {
         let RawFlow {
             name,
             input,
+            inputs,
+            merge,
             outputs,
             idle_after,
             loop_guard,
@@ -211,6 +213,8 @@ impl Shift for RawFlow {
         RawFlow {
             name: name.shift(by),
             input: input.shift(by),
+            inputs: inputs.shift(by),
+            merge: merge.shift(by),
             outputs: outputs.shift(by),
             idle_after: idle_after.shift(by),
             loop_guard: loop_guard.shift(by),

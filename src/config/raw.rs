@@ -48,6 +48,8 @@ pub(super) struct RawRelay {
 pub(super) struct RawFlow {
     pub name: Option<Spanned<String>>,
     pub input: Option<Spanned<RawInput>>,
+    pub inputs: Option<Spanned<Vec<Spanned<RawInput>>>>,
+    pub merge: Option<Spanned<String>>,
     pub outputs: Option<Spanned<Vec<Spanned<RawOutput>>>>,
     pub idle_after: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,

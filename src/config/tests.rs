@@ -139,6 +139,8 @@ fn demo_config_is_exactly_the_demo() {
         loop_guard: None,
         local_delivery: None,
         rtp: None,
+        merge: false,
+        more_inputs: Vec::new(),
         input: Input {
             unicast: false,
             interface: ifname("mcr-in"),

@@ -53,7 +53,7 @@ pub(super) fn validate(
             .collect(),
     };
     let relay = v.relay(raw.relay);
-    let flows = v.flows(&raw.flow);
+    let flows = v.flows(&raw.flow, relay.workers);
     if v.errors.is_empty() {
         let warnings = v.warnings;
         Ok(Config {
@@ -85,6 +85,8 @@ struct Seen {
     input_endpoints: HashMap<Endpoint, First>,
     /// Every valid output of every flow, checked for loops at the end.
     outputs: Vec<(Endpoint, Range<usize>)>,
+    /// Where each `merge` is, checked against `[relay] workers` at the end.
+    merges: Vec<Range<usize>>,
 }
 
 struct Validator<'a> {
@@ -302,7 +304,7 @@ impl Validator<'_> {
         }
     }
 
-    fn flows(&mut self, raw: &[Spanned<RawFlow>]) -> Vec<Flow> {
+    fn flows(&mut self, raw: &[Spanned<RawFlow>], workers: Option<NonZeroUsize>) -> Vec<Flow> {
         let mut seen = Seen::default();
         let flows = raw
             .iter()
@@ -319,6 +321,13 @@ impl Validator<'_> {
                     first.flow, first.line
                 );
                 self.error(span, message);
+            }
+        }
+        if let Some(n) = workers.filter(|n| n.get() > 1) {
+            for span in seen.merges {
+                self.error(span, format!(
+                    "merge needs one worker, and [relay] workers = {n}: a merged flow's paths must meet on one thread to be forwarded once and in order; set workers = 1 (or remove it: a config with merged flows then runs one worker)"
+                ));
             }
         }
         flows
@@ -419,8 +428,8 @@ impl Validator<'_> {
         if let Some((name, name_span)) = &name {
             self.unique_name(name, name_span, seen);
         }
-        let input = self.flow_input(raw, &span, &label);
-        if let Some((input, input_span)) = &input {
+        let inputs = self.flow_inputs(raw, &span, &label);
+        for (input, input_span) in inputs.iter().flatten() {
             self.unique_input(input, input_span, &label, seen);
         }
         let outputs = self.flow_outputs(raw, &span, &label, &mut seen.outputs);
@@ -432,15 +441,21 @@ impl Validator<'_> {
             Some(g) => Some(self.loop_guard(g)?),
             None => None,
         };
+        let merge = self.merge(raw, inputs.as_ref().map_or(1, Vec::len), &label, seen)?;
         let rtp = self.rtp(raw)?;
+        let rtp = rtp.or(merge.then_some(crate::rtp::DEFAULT_CLOCK_RATE));
+        let mut inputs = inputs?.into_iter().map(|(input, _)| input);
+        let input = inputs.next()?;
 
         Some(Flow {
             idle_after,
             loop_guard,
             local_delivery: raw.local_delivery,
             rtp,
+            merge,
             name: name?.0,
-            input: input?.0,
+            input,
+            more_inputs: inputs.collect(),
             outputs: outputs?,
         })
     }
@@ -536,17 +551,83 @@ impl Validator<'_> {
         None
     }
 
-    fn flow_input(
+    /// `input`, or the `inputs` of a merged flow: each valid one with its span, or `None`
+    /// when any is invalid.
+    fn flow_inputs(
         &mut self,
         flow: &RawFlow,
         span: &Range<usize>,
         label: &str,
-    ) -> Option<(Input, Range<usize>)> {
-        let raw = self.require(flow.input.as_ref(), span, || {
-            format!("flow {label} has no input; add {INPUT_EXAMPLE}")
-        })?;
-        let input = self.input(raw)?;
-        Some((input, raw.span()))
+    ) -> Option<Vec<(Input, Range<usize>)>> {
+        let list = match (&flow.input, &flow.inputs) {
+            (Some(_), Some(list)) => {
+                self.error(
+                    list.span(),
+                    format!("flow {label} has both `input` and `inputs`; keep `input` for one path, or put every path in `inputs` with merge = \"rtp\""),
+                );
+                return None;
+            }
+            (None, Some(list)) => list,
+            (_, None) => {
+                let raw = self.require(flow.input.as_ref(), span, || {
+                    format!("flow {label} has no input; add {INPUT_EXAMPLE}")
+                })?;
+                return Some(vec![(self.input(raw)?, raw.span())]);
+            }
+        };
+        let n = list.get_ref().len();
+        if !(1..=super::MAX_MERGE_INPUTS).contains(&n) {
+            self.error(
+                list.span(),
+                format!(
+                    "flow {label} has {n} inputs; a merged flow takes 1 to {} (one per redundant path)",
+                    super::MAX_MERGE_INPUTS
+                ),
+            );
+            return None;
+        }
+        let inputs: Vec<_> = list
+            .get_ref()
+            .iter()
+            .map(|raw| Some((self.input(raw)?, raw.span())))
+            .collect();
+        inputs.into_iter().collect()
+    }
+
+    /// `merge`: whether the flow merges its inputs; `None` after an error. Several inputs
+    /// need it, and it needs one worker (a merged flow's paths meet on one thread).
+    fn merge(
+        &mut self,
+        flow: &RawFlow,
+        inputs: usize,
+        label: &str,
+        seen: &mut Seen,
+    ) -> Option<bool> {
+        match &flow.merge {
+            None if inputs > 1 => {
+                let span = flow.inputs.as_ref().map_or(0..0, Spanned::span);
+                self.error(
+                    span,
+                    format!("flow {label} has {inputs} inputs but no merge; add merge = \"rtp\" (each RTP sequence number is forwarded once, from whichever input delivers it first)"),
+                );
+                None
+            }
+            None => Some(false),
+            Some(m) if m.get_ref() == "rtp" => {
+                seen.merges.push(m.span());
+                Some(true)
+            }
+            Some(m) => {
+                self.error(
+                    m.span(),
+                    format!(
+                        "merge {:?} is not a way to merge; the one there is is \"rtp\" (by RTP sequence number, first arrival wins)",
+                        m.get_ref()
+                    ),
+                );
+                None
+            }
+        }
     }
 
     /// Validates a flow's outputs. Every valid output is also added to

@@ -1,0 +1,157 @@
+//! End to end: hitless merge (`merge = "rtp"`). One RTP stream reaches the relay twice, over
+//! two links and two groups (ST 2022-7's red and blue), each path with its own losses —
+//! 5 % at random (independent seeds) and, on one, a 200 ms outage — which `mcr gen` makes
+//! on purpose, so the relay cannot know. The blue sender starts 10 ms after the red one (a
+//! path with extra delay). The output must lose exactly what both paths lost, carry no
+//! duplicate, and each path's counters must add up.
+//!
+//! Nothing is buffered: a packet recovered from the lagging path leaves when it arrives,
+//! after the ones the other path delivered meanwhile. That reorders at most the recovered
+//! packets, which the test bounds.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use common::{add_second_input, flow, num, serial, Topology};
+
+fn dropped(gen: &serde_json::Value) -> BTreeSet<u64> {
+    gen.get("dropped_seqs")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(serde_json::Value::as_u64).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn two_lossy_paths_merge_into_one_stream_that_loses_only_what_both_lost() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    add_second_input(&t);
+    let config = format!(
+        "[relay]\nstats_interval = \"0s\"\nquerier = \"off\"\ncontrol_socket = \"{}\"\n\
+         [[flow]]\nname = \"st2022\"\nmerge = \"rtp\"\n\
+         inputs = [ {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }},\n\
+                    {{ interface = \"in1\", group = \"239.2.2.1\", port = 5001 }} ]\n\
+         outputs = [ {{ interface = \"out0\", group = \"239.9.9.1\", port = 5099 }} ]\n",
+        t.dir.join("control.sock").display()
+    );
+    let relay = t.start_relay(&config);
+    let status = t.control_json("status");
+    assert_eq!(status["workers"], 1, "a merge runs one worker: {status}");
+    let sink = t.start_sink(0, &["--group", "239.9.9.1", "--port", "5099", "--rtp"]);
+    let common = [
+        "--port", "5001", "--count", "20000", "--rate", "10000", "--rtp",
+    ];
+    let red = t.spawn_gen(
+        &[
+            &["--group", "239.1.1.1", "--drop-percent", "5", "--seed", "1"][..],
+            &["--drop-range", "4000..6000"],
+            &common,
+        ]
+        .concat(),
+    );
+    std::thread::sleep(Duration::from_millis(10));
+    let blue = {
+        let mut cmd = t.gen.command(common::MCR);
+        cmd.args(["gen", "--interface", "up1", "--json"])
+            .args(["--group", "239.2.2.1", "--drop-percent", "5", "--seed", "2"])
+            .args(common);
+        let p = common::Proc::spawn(cmd, &t.dir, "gen-blue");
+        t.procs.push(p);
+        t.procs.len() - 1
+    };
+    let (red, blue) = (t.gen_report(red), t.gen_report(blue));
+    let (lost_red, lost_blue) = (dropped(&red), dropped(&blue));
+    assert!(
+        lost_red.len() > 2500 && lost_blue.len() > 800,
+        "{red} {blue}"
+    );
+    let both: BTreeSet<u64> = lost_red.intersection(&lost_blue).copied().collect();
+    let recovered = lost_red.len() + lost_blue.len() - 2 * both.len();
+
+    let report = t.sink_report(sink);
+    let stream = &report["per_stream"][0];
+    println!(
+        "red lost {}, blue lost {}, both {}; sink: {}",
+        lost_red.len(),
+        lost_blue.len(),
+        both.len(),
+        report
+    );
+    assert_eq!(
+        (
+            num(stream, "received"),
+            num(stream, "lost"),
+            num(stream, "duplicates"),
+            num(&report, "corrupt")
+        ),
+        (20_000 - both.len() as u64, both.len() as u64, 0, 0),
+        "{report}"
+    );
+    assert!(
+        num(stream, "reordered") <= recovered as u64,
+        "only recovered packets may arrive out of order: {report}"
+    );
+
+    let stats = t.control_json("stats");
+    let f = flow(&stats, "st2022");
+    let paths = f["inputs"].as_array().expect("per-path counters");
+    let (r, b) = (&paths[0], &paths[1]);
+    assert_eq!(num(r, "packets"), 20_000 - lost_red.len() as u64, "{f}");
+    assert_eq!(num(b, "packets"), 20_000 - lost_blue.len() as u64, "{f}");
+    assert_eq!(
+        num(r, "first") + num(b, "first"),
+        20_000 - both.len() as u64,
+        "{f}"
+    );
+    assert_eq!(
+        num(r, "duplicates") + num(b, "duplicates"),
+        20_000 - (lost_red.len() + lost_blue.len() - both.len()) as u64,
+        "every sequence number both paths delivered was discarded once: {f}"
+    );
+    // What only one path delivered: the other path's losses that this one covered.
+    assert_eq!(
+        num(r, "only_this_path"),
+        (lost_blue.len() - both.len()) as u64,
+        "{f}"
+    );
+    assert_eq!(
+        num(b, "only_this_path"),
+        (lost_red.len() - both.len()) as u64,
+        "{f}"
+    );
+    let rtp = &f["rtp"];
+    assert_eq!(rtp["lost"], both.len() as i64, "{f}");
+    assert_eq!(
+        stats["drops"]["merged"],
+        num(r, "duplicates") + num(b, "duplicates"),
+        "{stats}"
+    );
+    t.procs[relay].terminate();
+}
+
+#[test]
+fn a_merge_beside_several_workers_is_refused_with_what_to_do() {
+    let t = Topology::chain(1);
+    let path = t.write(
+        "merge-workers.toml",
+        "[relay]\nworkers = 2\n\
+         [[flow]]\nname = \"st2022\"\nmerge = \"rtp\"\n\
+         inputs = [ { interface = \"in0\", group = \"239.1.1.1\", port = 5001 },\n\
+                    { interface = \"in1\", group = \"239.2.2.1\", port = 5001 } ]\n\
+         outputs = [ { interface = \"out0\", group = \"239.9.9.1\", port = 5099 } ]\n",
+    );
+    let out = std::process::Command::new(common::MCR)
+        .args(["check", "-c"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(":5:1: merge needs one worker, and [relay] workers = 2")
+            || err.contains("merge needs one worker, and [relay] workers = 2"),
+        "{err}"
+    );
+}
