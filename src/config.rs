@@ -231,6 +231,9 @@ pub struct Flow {
     /// `merge = "rtp"`: each RTP sequence number is forwarded once, from whichever input
     /// delivers it first (see `merge`).
     pub merge: bool,
+    /// `merge_window`: sequence numbers a merge remembers (a power of two); `None` =
+    /// [`crate::rtp::WINDOW`].
+    pub merge_window: Option<u16>,
     /// The first input (`input`, or the first of `inputs`).
     pub input: Input,
     /// The other inputs of a merged flow (`inputs = [ … ]` after the first).

@@ -16,8 +16,8 @@
 //! config with a merged flow runs one worker (validation refuses `workers` > 1 beside a
 //! merge; see docs/ARCHITECTURE.md for the numbers behind that choice).
 //!
-//! Limits: the window is 1024 sequence numbers (~20 ms at 50k pps); a path lagging more
-//! than that has its copies taken for a sender restart. After an SSRC change, copies of
+//! Limits: the window is `merge_window` sequence numbers (default 1024, ~20 ms at 50k pps);
+//! a path lagging more than that has its copies taken for a sender restart. After an SSRC change, copies of
 //! the old SSRC still arriving on a slower path restart the tracker again.
 
 use std::sync::atomic::Ordering::Relaxed;

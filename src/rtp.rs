@@ -7,12 +7,12 @@
 //! - another SSRC than the stream's: `ssrc_changes` (not on the first packet) and a fresh
 //!   start at this packet;
 //! - the highest sequence number seen again, or an older one already seen within the last
-//!   [`WINDOW`] numbers: a `duplicate`;
+//!   window's numbers ([`WINDOW`] by default): a `duplicate`;
 //! - newer than the highest by `d` (< [`MAX_DROPOUT`]): the `d − 1` numbers skipped are
 //!   `lost` until they arrive;
-//! - older than the highest, within [`WINDOW`], not seen yet: `reordered`, and one fewer
+//! - older than the highest, within the window, not seen yet: `reordered`, and one fewer
 //!   `lost` — so a swap of two packets counts one reordered and none lost;
-//! - a jump forward of [`MAX_DROPOUT`] or more, or back by [`WINDOW`] or more: a sender
+//! - a jump forward of [`MAX_DROPOUT`] or more, or back by the window or more: a sender
 //!   restart (or a stray packet from long ago): `seq_resets`, and a fresh start there.
 //!
 //! `jitter` is RFC 3550's interarrival jitter (A.8), in nanoseconds: the mean deviation of
@@ -21,7 +21,8 @@
 //! clock rate, which the flow states (`rtp_clock_rate`, 90 kHz by default: video and
 //! MPEG-TS).
 //!
-//! Cost: the state is 32 words, the in-order case a dozen loads and stores to them.
+//! Cost: the state is 16 words and the window's bits (1024 by default: 256 bytes in all),
+//! the in-order case a dozen loads and stores to them.
 //! The relay's state is atomic words (relaxed loads and stores, no read-modify-write)
 //! written by one worker at a time: a flow's datagrams all hash to one worker (fanout by
 //! addresses and ports). Two senders of one any-source flow may hash to two workers; their
@@ -35,8 +36,12 @@ use serde::Serialize;
 
 use crate::wire::rtp::Rtp;
 
-/// Sequence numbers remembered behind the highest, to tell a late packet from a duplicate.
+/// Sequence numbers remembered behind the highest, to tell a late packet from a duplicate,
+/// unless a merged flow sets its own (`merge_window`).
 pub const WINDOW: u16 = 1024;
+/// Bounds of a window: powers of two (so it divides the 16-bit sequence space and a slot
+/// means the same number on every lap), far below half the space.
+pub const WINDOW_RANGE: (u16, u16) = (64, 16384);
 /// A jump forward this large is a restart, not a gap (RFC 3550 A.1's `MAX_DROPOUT`).
 pub const MAX_DROPOUT: u16 = 3000;
 /// The RTP clock of a flow that states none: 90 kHz (RFC 3551 video, RFC 2250 MPEG-TS).
@@ -58,35 +63,34 @@ mod cell {
     pub const SSRC_CHANGES: usize = 9;
     pub const SEQ_RESETS: usize = 10;
     pub const NOT_RTP: usize = 11;
-    /// [`super::WINDOW`] bits, one per sequence number modulo the window.
+    /// The window's bits, one per sequence number modulo the window.
     pub const BITMAP: usize = 16;
-    pub const LEN: usize = BITMAP + super::WINDOW as usize / 64;
 }
 
 /// Where a tracker keeps its words: atomics in the relay, cells in a receiver.
 pub trait Words {
-    fn get(&self, i: usize) -> u64;
-    fn set(&self, i: usize, v: u64);
+    fn word(&self, i: usize) -> u64;
+    fn set_word(&self, i: usize, v: u64);
 }
 
-impl Words for [AtomicU64; cell::LEN] {
+impl Words for [AtomicU64] {
     #[inline]
-    fn get(&self, i: usize) -> u64 {
+    fn word(&self, i: usize) -> u64 {
         self[i].load(Relaxed)
     }
     #[inline]
-    fn set(&self, i: usize, v: u64) {
+    fn set_word(&self, i: usize, v: u64) {
         self[i].store(v, Relaxed)
     }
 }
 
-impl Words for [Cell<u64>; cell::LEN] {
+impl Words for [Cell<u64>] {
     #[inline]
-    fn get(&self, i: usize) -> u64 {
+    fn word(&self, i: usize) -> u64 {
         self[i].get()
     }
     #[inline]
-    fn set(&self, i: usize, v: u64) {
+    fn set_word(&self, i: usize, v: u64) {
         self[i].set(v)
     }
 }
@@ -104,28 +108,59 @@ pub enum Seen {
 
 /// One RTP stream's state and counters.
 #[derive(Debug)]
-pub struct Tracker<W> {
-    words: W,
+pub struct Tracker<W: ?Sized> {
+    /// The window in sequence numbers, a power of two in [`WINDOW_RANGE`].
+    window: u16,
+    words: Box<W>,
 }
 
 /// The relay's tracker, shared by the workers through the flow's statistics.
-pub type Monitor = Tracker<[AtomicU64; cell::LEN]>;
+pub type Monitor = Tracker<[AtomicU64]>;
 /// A receiver's tracker, owned by one thread.
-pub type LocalTracker = Tracker<[Cell<u64>; cell::LEN]>;
+pub type LocalTracker = Tracker<[Cell<u64>]>;
+
+/// Words a tracker with `window` needs.
+fn len(window: u16) -> usize {
+    cell::BITMAP + usize::from(window) / 64
+}
+
+/// `window` as a tracker takes it: a power of two within [`WINDOW_RANGE`].
+fn valid_window(window: u16) -> u16 {
+    window
+        .clamp(WINDOW_RANGE.0, WINDOW_RANGE.1)
+        .checked_next_power_of_two()
+        .unwrap_or(WINDOW_RANGE.1)
+}
+
+impl Monitor {
+    pub fn new(window: u16) -> Monitor {
+        let window = valid_window(window);
+        Tracker {
+            window,
+            words: (0..len(window)).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+}
+
+impl LocalTracker {
+    pub fn new(window: u16) -> LocalTracker {
+        let window = valid_window(window);
+        Tracker {
+            window,
+            words: (0..len(window)).map(|_| Cell::new(0)).collect(),
+        }
+    }
+}
 
 impl Default for Monitor {
     fn default() -> Monitor {
-        Tracker {
-            words: std::array::from_fn(|_| AtomicU64::new(0)),
-        }
+        Monitor::new(WINDOW)
     }
 }
 
 impl Default for LocalTracker {
     fn default() -> LocalTracker {
-        Tracker {
-            words: std::array::from_fn(|_| Cell::new(0)),
-        }
+        LocalTracker::new(WINDOW)
     }
 }
 
@@ -145,7 +180,12 @@ pub struct RtpSnapshot {
     pub jitter_us: f64,
 }
 
-impl<W: Words> Tracker<W> {
+impl<W: Words + ?Sized> Tracker<W> {
+    /// The window in sequence numbers.
+    pub fn window(&self) -> u16 {
+        self.window
+    }
+
     /// Takes one packet's RTP header (`None`: not RTP) that arrived at `arrival_ns` (any
     /// clock, consistently), of a payload clocked at `clock_rate` Hz.
     #[inline]
@@ -156,7 +196,7 @@ impl<W: Words> Tracker<W> {
             return Seen::NotRtp;
         };
         self.bump(cell::PACKETS);
-        let state = w.get(cell::SSRC);
+        let state = w.word(cell::SSRC);
         if state >> 32 == 0 || state as u32 != rtp.ssrc {
             if state >> 32 != 0 {
                 self.bump(cell::SSRC_CHANGES);
@@ -164,7 +204,7 @@ impl<W: Words> Tracker<W> {
             self.start(rtp, arrival_ns);
             return Seen::New;
         }
-        let max = w.get(cell::MAX_SEQ) as u16;
+        let max = w.word(cell::MAX_SEQ) as u16;
         let ahead = rtp.seq.wrapping_sub(max);
         if ahead == 0 {
             self.bump(cell::DUPLICATES);
@@ -176,11 +216,11 @@ impl<W: Words> Tracker<W> {
                 self.start(rtp, arrival_ns);
                 return Seen::New;
             }
-            let lost = w.get(cell::LOST).wrapping_add(u64::from(ahead - 1));
-            w.set(cell::LOST, lost);
-            if ahead >= WINDOW {
-                for i in cell::BITMAP..cell::LEN {
-                    w.set(i, 0);
+            let lost = w.word(cell::LOST).wrapping_add(u64::from(ahead - 1));
+            w.set_word(cell::LOST, lost);
+            if ahead >= self.window {
+                for i in cell::BITMAP..len(self.window) {
+                    w.set_word(i, 0);
                 }
             } else {
                 for skipped in 1..ahead {
@@ -188,10 +228,10 @@ impl<W: Words> Tracker<W> {
                 }
             }
             self.set_bit(rtp.seq, true);
-            w.set(cell::MAX_SEQ, u64::from(rtp.seq));
+            w.set_word(cell::MAX_SEQ, u64::from(rtp.seq));
         } else {
             let behind = max.wrapping_sub(rtp.seq);
-            if behind >= WINDOW {
+            if behind >= self.window {
                 self.bump(cell::SEQ_RESETS);
                 self.start(rtp, arrival_ns);
                 return Seen::New;
@@ -201,7 +241,7 @@ impl<W: Words> Tracker<W> {
                 return Seen::Duplicate;
             }
             self.set_bit(rtp.seq, true);
-            w.set(cell::LOST, w.get(cell::LOST).wrapping_sub(1));
+            w.set_word(cell::LOST, w.word(cell::LOST).wrapping_sub(1));
             self.bump(cell::REORDERED);
         }
         self.jitter(rtp, arrival_ns, clock_rate);
@@ -212,64 +252,65 @@ impl<W: Words> Tracker<W> {
     pub fn snapshot(&self) -> RtpSnapshot {
         let w = &self.words;
         RtpSnapshot {
-            packets: w.get(cell::PACKETS),
-            lost: w.get(cell::LOST) as i64,
-            duplicates: w.get(cell::DUPLICATES),
-            reordered: w.get(cell::REORDERED),
-            ssrc_changes: w.get(cell::SSRC_CHANGES),
-            seq_resets: w.get(cell::SEQ_RESETS),
-            not_rtp: w.get(cell::NOT_RTP),
-            jitter_us: (w.get(cell::JITTER16) >> 4) as f64 / 1e3,
+            packets: w.word(cell::PACKETS),
+            lost: w.word(cell::LOST) as i64,
+            duplicates: w.word(cell::DUPLICATES),
+            reordered: w.word(cell::REORDERED),
+            ssrc_changes: w.word(cell::SSRC_CHANGES),
+            seq_resets: w.word(cell::SEQ_RESETS),
+            not_rtp: w.word(cell::NOT_RTP),
+            jitter_us: (w.word(cell::JITTER16) >> 4) as f64 / 1e3,
         }
     }
 
     #[inline]
     fn bump(&self, i: usize) {
-        self.words.set(i, self.words.get(i).wrapping_add(1));
+        self.words.set_word(i, self.words.word(i).wrapping_add(1));
     }
 
     /// A fresh stream at this packet: everything older counts as seen, so a straggler of
     /// the old numbering is a duplicate, never a negative loss.
     fn start(&self, rtp: Rtp, arrival_ns: u64) {
         let w = &self.words;
-        w.set(cell::SSRC, 1 << 32 | u64::from(rtp.ssrc));
-        w.set(cell::MAX_SEQ, u64::from(rtp.seq));
-        w.set(cell::LAST_ARRIVAL, arrival_ns);
-        w.set(cell::LAST_TS, u64::from(rtp.timestamp));
-        for i in cell::BITMAP..cell::LEN {
-            w.set(i, u64::MAX);
+        w.set_word(cell::SSRC, 1 << 32 | u64::from(rtp.ssrc));
+        w.set_word(cell::MAX_SEQ, u64::from(rtp.seq));
+        w.set_word(cell::LAST_ARRIVAL, arrival_ns);
+        w.set_word(cell::LAST_TS, u64::from(rtp.timestamp));
+        for i in cell::BITMAP..len(self.window) {
+            w.set_word(i, u64::MAX);
         }
     }
 
     #[inline]
     fn jitter(&self, rtp: Rtp, arrival_ns: u64, clock_rate: u32) {
         let w = &self.words;
-        let arrived = arrival_ns.wrapping_sub(w.get(cell::LAST_ARRIVAL)) as i64;
-        let ticks = rtp.timestamp.wrapping_sub(w.get(cell::LAST_TS) as u32) as i32;
+        let arrived = arrival_ns.wrapping_sub(w.word(cell::LAST_ARRIVAL)) as i64;
+        let ticks = rtp.timestamp.wrapping_sub(w.word(cell::LAST_TS) as u32) as i32;
         let sent = i64::from(ticks) * 1_000_000_000 / i64::from(clock_rate.max(1));
         let d = arrived.wrapping_sub(sent).unsigned_abs();
-        let j16 = w.get(cell::JITTER16);
-        w.set(
+        let j16 = w.word(cell::JITTER16);
+        w.set_word(
             cell::JITTER16,
             j16.wrapping_add(d).wrapping_sub((j16 + 8) >> 4),
         );
-        w.set(cell::LAST_ARRIVAL, arrival_ns);
-        w.set(cell::LAST_TS, u64::from(rtp.timestamp));
+        w.set_word(cell::LAST_ARRIVAL, arrival_ns);
+        w.set_word(cell::LAST_TS, u64::from(rtp.timestamp));
     }
 
     #[inline]
     fn bit(&self, seq: u16) -> bool {
-        let i = usize::from(seq % WINDOW);
-        self.words.get(cell::BITMAP + i / 64) & (1 << (i % 64)) != 0
+        let i = usize::from(seq & (self.window - 1));
+        self.words.word(cell::BITMAP + i / 64) & (1 << (i % 64)) != 0
     }
 
     #[inline]
     fn set_bit(&self, seq: u16, on: bool) {
-        let i = usize::from(seq % WINDOW);
+        let i = usize::from(seq & (self.window - 1));
         let word = cell::BITMAP + i / 64;
-        let v = self.words.get(word);
+        let v = self.words.word(word);
         let bit = 1u64 << (i % 64);
-        self.words.set(word, if on { v | bit } else { v & !bit });
+        self.words
+            .set_word(word, if on { v | bit } else { v & !bit });
     }
 }
 
@@ -398,6 +439,19 @@ mod tests {
             expect / 1e3
         );
         assert!(got > 99.0, "{got}");
+    }
+
+    #[test]
+    fn a_small_window_forgets_sooner_and_odd_windows_round_up() {
+        let t = LocalTracker::new(64);
+        feed(&t, [0, 1, 3]);
+        feed(&t, [70]);
+        // 2 is 68 behind: outside a 64-number window, a restart; inside the default one, late.
+        assert_eq!(feed(&t, [2]), [Seen::New]);
+        assert_eq!(t.snapshot().seq_resets, 1);
+        assert_eq!(LocalTracker::new(1000).window(), 1024);
+        assert_eq!(LocalTracker::new(1).window(), 64);
+        assert_eq!(Monitor::new(u16::MAX).window(), 16384);
     }
 
     #[test]

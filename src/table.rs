@@ -347,8 +347,14 @@ impl Table {
             let kept = old.filter(|o| o.spec.input == flow.input && o.spec.merge == flow.merge);
             let stats = kept.map_or_else(Arc::default, |o| o.stats.clone());
             let rtp = flow.rtp.map(|rate| {
-                let monitor = kept.and_then(|o| o.rtp.as_ref()).map(|(m, _)| m.clone());
-                (monitor.unwrap_or_default(), rate)
+                let window = flow.merge_window.unwrap_or(crate::rtp::WINDOW);
+                let monitor = (kept.and_then(|o| o.rtp.as_ref()))
+                    .filter(|(m, _)| m.window() == window)
+                    .map(|(m, _)| m.clone());
+                (
+                    monitor.unwrap_or_else(|| Arc::new(crate::rtp::Monitor::new(window))),
+                    rate,
+                )
             });
             let mut outputs = Vec::with_capacity(flow.outputs.len());
             for out in &flow.outputs {

@@ -50,6 +50,7 @@ pub(super) struct RawFlow {
     pub input: Option<Spanned<RawInput>>,
     pub inputs: Option<Spanned<Vec<Spanned<RawInput>>>>,
     pub merge: Option<Spanned<String>>,
+    pub merge_window: Option<Spanned<i64>>,
     pub outputs: Option<Spanned<Vec<Spanned<RawOutput>>>>,
     pub idle_after: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,

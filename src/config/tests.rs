@@ -140,6 +140,7 @@ fn demo_config_is_exactly_the_demo() {
         local_delivery: None,
         rtp: None,
         merge: false,
+        merge_window: None,
         more_inputs: Vec::new(),
         input: Input {
             unicast: false,

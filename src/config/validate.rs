@@ -442,6 +442,7 @@ impl Validator<'_> {
             None => None,
         };
         let merge = self.merge(raw, inputs.as_ref().map_or(1, Vec::len), &label, seen)?;
+        let merge_window = self.merge_window(raw, merge)?;
         let rtp = self.rtp(raw)?;
         let rtp = rtp.or(merge.then_some(crate::rtp::DEFAULT_CLOCK_RATE));
         let mut inputs = inputs?.into_iter().map(|(input, _)| input);
@@ -453,6 +454,7 @@ impl Validator<'_> {
             local_delivery: raw.local_delivery,
             rtp,
             merge,
+            merge_window,
             name: name?.0,
             input,
             more_inputs: inputs.collect(),
@@ -486,6 +488,36 @@ impl Validator<'_> {
                 self.error(
                     r.span(),
                     "rtp_clock_rate only applies to a monitored flow; add rtp = true to the flow, or remove rtp_clock_rate".to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    /// `merge_window`: `Some(None)` when unset, `None` after an error.
+    fn merge_window(&mut self, flow: &RawFlow, merge: bool) -> Option<Option<u16>> {
+        let Some(raw) = &flow.merge_window else {
+            return Some(None);
+        };
+        let (min, max) = crate::rtp::WINDOW_RANGE;
+        let n = *raw.get_ref();
+        if !merge {
+            self.error(
+                raw.span(),
+                "merge_window only applies to a merged flow; add merge = \"rtp\", or remove merge_window".to_string(),
+            );
+            return None;
+        }
+        match u16::try_from(n) {
+            Ok(w) if (min..=max).contains(&w) && w.is_power_of_two() => Some(Some(w)),
+            _ => {
+                let near = u16::try_from(n.clamp(i64::from(min), i64::from(max)))
+                    .map_or(max, |w| w.next_power_of_two().min(max));
+                self.error(
+                    raw.span(),
+                    format!(
+                        "merge_window {n} is not a power of two from {min} to {max} sequence numbers; write {near} (it should cover the paths' skew times the packet rate, e.g. 1024 for 20 ms at 50k pps)"
+                    ),
                 );
                 None
             }
@@ -621,7 +653,7 @@ impl Validator<'_> {
                 self.error(
                     m.span(),
                     format!(
-                        "merge {:?} is not a way to merge; the one there is is \"rtp\" (by RTP sequence number, first arrival wins)",
+                        "merge {:?} is not a way to merge; the only one is \"rtp\" (by RTP sequence number, first arrival wins)",
                         m.get_ref()
                     ),
                 );
