@@ -127,6 +127,10 @@ struct GenArgs {
     /// Start each payload with an RTP header (sequence = the probe's, 90 kHz send time).
     #[arg(long)]
     rtp: bool,
+    /// Every group carries one stream (--stream-base): each sequence number is sent once
+    /// to every group, as over redundant paths.
+    #[arg(long)]
+    same_stream: bool,
     /// Drop every Nth packet on purpose (single stream).
     #[arg(long)]
     drop_every: Option<u64>,
@@ -398,6 +402,7 @@ pub fn main() -> ExitCode {
                 tos: a.tos,
                 stream_base: a.stream_base,
                 rtp: a.rtp,
+                same_stream: a.same_stream,
                 impair: gen::Impairments {
                     drop_every: a.drop_every,
                     dup_every: a.dup_every,

@@ -234,6 +234,10 @@ pub struct Flow {
     /// `merge_window`: sequence numbers a merge remembers (a power of two); `None` =
     /// [`crate::rtp::WINDOW`].
     pub merge_window: Option<u16>,
+    /// `merge_delay`: how long a packet after a gap waits for the gap to fill before the
+    /// missing numbers are given up (the playout buffer); zero (the default) forwards every
+    /// first copy at once.
+    pub merge_delay: Duration,
     /// The first input (`input`, or the first of `inputs`).
     pub input: Input,
     /// The other inputs of a merged flow (`inputs = [ … ]` after the first).
@@ -247,6 +251,10 @@ impl Flow {
         std::iter::once(&self.input).chain(&self.more_inputs)
     }
 }
+
+/// Bounds of a non-zero `merge_delay`: ST 2022-7's skew classes reach 450 ms.
+pub const MERGE_DELAY_RANGE: (Duration, Duration) =
+    (Duration::from_millis(1), Duration::from_secs(1));
 
 /// Most inputs of one merged flow (ST 2022-7 has two; a few more cost nothing).
 pub const MAX_MERGE_INPUTS: usize = 4;

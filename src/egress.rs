@@ -68,6 +68,9 @@ pub struct Egress {
     ring: IoUring,
     queued: usize,
     slots: Box<[Slot]>,
+    /// Flushes so far: the number of the batch being filled. Memory a send of this batch
+    /// points into must not change until the count moves.
+    flushes: u64,
 }
 
 impl Egress {
@@ -139,6 +142,7 @@ impl Egress {
         Ok(Egress {
             ring,
             queued: 0,
+            flushes: 0,
             slots,
         })
     }
@@ -276,7 +280,13 @@ impl Egress {
             }
         }
         self.queued = 0;
+        self.flushes += 1;
         Ok(())
+    }
+
+    /// The batch being filled (see `flushes`).
+    pub fn batch(&self) -> u64 {
+        self.flushes
     }
 }
 

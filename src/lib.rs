@@ -18,6 +18,7 @@ pub mod membership;
 pub mod merge;
 pub mod metrics;
 pub mod nft;
+pub mod playout;
 pub mod ports;
 pub mod privilege;
 pub mod querier;

@@ -4,9 +4,10 @@
 //!
 //! The decision is the flow's RTP tracker ([`crate::rtp`]): a sequence number it has seen
 //! within its window ([`crate::rtp::WINDOW`] numbers behind the highest) is a duplicate;
-//! anything else is forwarded at once — nothing is buffered, so the output's order is the
-//! order in which first copies arrive, and a packet one path lost and the other delivers
-//! late is forwarded late (the paths' own reordering, never more). The same tracker gives
+//! anything else is forwarded — at once by default, so the output's order is the order in
+//! which first copies arrive and a packet one path lost and the other delivers late is
+//! forwarded late; or, with `merge_delay`, through the worker's playout buffer
+//! ([`crate::playout`]), which releases first copies in sequence order. The same tracker gives
 //! the merged stream's figures (lost on every path, reordered) and each input's counters
 //! say what that path delivered: packets, first copies (the ones forwarded), duplicates.
 //!
@@ -26,14 +27,26 @@ use crate::rtp::Seen;
 use crate::table::FlowEntry;
 use crate::wire;
 
-/// Whether the datagram that arrived on `input` of merged `flow` at `arrival_ns` is the
-/// first copy of its sequence number (forward it) or a later one (discard it).
+/// What a merge decided about one datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// The first copy of this RTP sequence number: forward it (through the playout buffer
+    /// when the flow has a `merge_delay`).
+    First(u16),
+    /// Not RTP: forward it as it came.
+    NotRtp,
+    /// A later copy: discard it.
+    Duplicate,
+}
+
+/// What to do with the datagram that arrived on `input` of merged `flow` at `arrival_ns`.
 #[inline]
-pub fn first(flow: &FlowEntry, input: usize, payload: &[u8], arrival_ns: u64) -> bool {
+pub fn decide(flow: &FlowEntry, input: usize, payload: &[u8], arrival_ns: u64) -> Decision {
     let Some((tracker, clock_rate)) = &flow.rtp else {
-        return true;
+        return Decision::NotRtp;
     };
-    let seen = tracker.record(wire::rtp::parse(payload), arrival_ns, *clock_rate);
+    let rtp = wire::rtp::parse(payload);
+    let seen = tracker.record(rtp, arrival_ns, *clock_rate);
     if let Some(i) = flow.inputs.get(input) {
         i.stats.packets.fetch_add(1, Relaxed);
         match seen {
@@ -41,5 +54,9 @@ pub fn first(flow: &FlowEntry, input: usize, payload: &[u8], arrival_ns: u64) ->
             Seen::New | Seen::NotRtp => i.stats.first.fetch_add(1, Relaxed),
         };
     }
-    seen != Seen::Duplicate
+    match (seen, rtp) {
+        (Seen::Duplicate, _) => Decision::Duplicate,
+        (Seen::New, Some(r)) => Decision::First(r.seq),
+        _ => Decision::NotRtp,
+    }
 }

@@ -45,10 +45,14 @@ pub enum Drop {
     /// A merged flow's copy of an RTP sequence number another path (or this one) had
     /// delivered already: the redundancy doing its job (see `merge`).
     Merged,
+    /// A merged flow's first copy of a sequence number that arrived after the playout
+    /// buffer had released the ones after it (its wait, `merge_delay`, was over): sending
+    /// it would reorder the output.
+    Late,
 }
 
 impl Drop {
-    pub const ALL: [Drop; 13] = [
+    pub const ALL: [Drop; 14] = [
         Drop::NoMatch,
         Drop::Fragment,
         Drop::Malformed,
@@ -62,6 +66,7 @@ impl Drop {
         Drop::SendError,
         Drop::Standby,
         Drop::Merged,
+        Drop::Late,
     ];
 
     pub fn name(self) -> &'static str {
@@ -79,6 +84,7 @@ impl Drop {
             Drop::SendError => "send_error",
             Drop::Standby => "standby",
             Drop::Merged => "merged",
+            Drop::Late => "late",
         }
     }
 }
@@ -128,6 +134,8 @@ pub struct InputStats {
     pub first: AtomicU64,
     /// Copies of a sequence number another input (or this one) had delivered: discarded.
     pub duplicates: AtomicU64,
+    /// First copies that came after the playout buffer gave their number up: discarded.
+    pub late: AtomicU64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call: cheap enough once per batch).
@@ -262,6 +270,9 @@ pub struct InputSnapshot {
     pub first: u64,
     /// Copies discarded: another path (or this one) had delivered them.
     pub duplicates: u64,
+    /// First copies discarded because they came after their turn (`merge_delay`).
+    #[serde(default)]
+    pub late: u64,
     /// With two paths: sequence numbers only this one delivered (its first copies the
     /// other never duplicated) — what the redundancy recovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -281,6 +292,7 @@ impl InputSnapshot {
                 packets: s.packets.load(Relaxed),
                 first: s.first.load(Relaxed),
                 duplicates: s.duplicates.load(Relaxed),
+                late: s.late.load(Relaxed),
                 only_this_path: None,
             })
             .collect();

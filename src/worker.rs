@@ -19,12 +19,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::{ArcSwap, Cache};
 use nix::sys::eventfd::{EfdFlags, EventFd};
+use rustc_hash::{FxHashMap, FxHashSet};
 
 use crate::egress::Egress;
 use crate::ingress::Ring;
+use crate::playout::{Playout, Sink, Stored};
 use crate::role::Role;
 use crate::stats::{Drop, WorkerStats};
-use crate::table::Table;
+use crate::table::{FlowEntry, Table};
 use crate::{loopguard, merge, sys, wire};
 
 /// Frames taken from one ring before their sends are submitted.
@@ -100,6 +102,8 @@ impl Worker {
                     wake: state.0,
                     stats: state.1,
                     pollfds: Vec::new(),
+                    playouts: FxHashMap::default(),
+                    table_in_use: None,
                 };
                 let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run()));
                 let reason = match ended {
@@ -163,6 +167,11 @@ struct Loop {
     wake: Arc<EventFd>,
     stats: Arc<WorkerStats>,
     pollfds: Vec<libc::pollfd>,
+    /// Merged flows' playout buffers (`merge_delay`), by [`playout_key`], with the flow's
+    /// index in `table_in_use`. Their held packets are sent under the table they came in
+    /// with: a new table first releases them all.
+    playouts: FxHashMap<usize, (u32, Playout)>,
+    table_in_use: Option<Arc<Table>>,
 }
 
 impl Loop {
@@ -180,9 +189,11 @@ impl Loop {
                 return Ok(());
             }
             let table = self.cache.load().clone();
+            self.settle_playouts(&table)?;
             for i in 0..self.rings.len() {
                 self.drain(i, &table)?;
             }
+            self.release_due(&table)?;
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 self.collect_ring_stats();
                 #[cfg(feature = "fault-injection")]
@@ -190,6 +201,80 @@ impl Loop {
                 last_housekeeping = Instant::now();
             }
         }
+    }
+
+    /// Before the first batch under a new table: sends what the playout buffers hold under
+    /// the table it came in with (its flow indexes), and drops the buffers of flows gone.
+    fn settle_playouts(&mut self, table: &Arc<Table>) -> io::Result<()> {
+        let Some(old) = self.table_in_use.replace(table.clone()) else {
+            return Ok(());
+        };
+        if Arc::ptr_eq(&old, table) || self.playouts.is_empty() {
+            return Ok(());
+        }
+        let standby = self.role.is_standby();
+        for (fi, playout) in self.playouts.values_mut() {
+            let Some(flow) = old.flow(*fi) else { continue };
+            let mut out = Copies::new(&mut self.egress, &old, *fi, flow);
+            if standby {
+                playout.release_all(&mut Discard(&self.stats));
+            } else {
+                playout.release_all(&mut out);
+            }
+            out.result?;
+        }
+        self.egress.flush(|t, r| complete(&old, t, r))?;
+        let kept: FxHashSet<usize> = (table.flows().iter())
+            .filter(|f| f.spec.merge && !f.spec.merge_delay.is_zero())
+            .map(playout_key)
+            .collect();
+        self.playouts.retain(|key, _| kept.contains(key));
+        Ok(())
+    }
+
+    /// Releases what the playout buffers may send now (a wait that ended with no arrival).
+    fn release_due(&mut self, table: &Table) -> io::Result<()> {
+        if self.playouts.is_empty() {
+            return Ok(());
+        }
+        let now = realtime_ns();
+        let standby = self.role.is_standby();
+        let mut sent = false;
+        for (fi, playout) in self.playouts.values_mut() {
+            if playout.deadline().is_none_or(|d| d > now) {
+                continue;
+            }
+            let Some(flow) = table.flow(*fi) else {
+                continue;
+            };
+            let mut out = Copies::new(&mut self.egress, table, *fi, flow);
+            if standby {
+                playout.release(now, &mut Discard(&self.stats));
+            } else {
+                playout.release(now, &mut out);
+                sent = true;
+            }
+            out.result?;
+        }
+        if sent {
+            self.egress.flush(|t, r| complete(table, t, r))?;
+        }
+        Ok(())
+    }
+
+    /// How long the worker may sleep: until housekeeping, or a playout buffer's deadline.
+    fn sleep_ms(&self) -> i32 {
+        let housekeeping = HOUSEKEEPING.as_millis() as i32;
+        let Some(deadline) = self
+            .playouts
+            .values()
+            .filter_map(|(_, p)| p.deadline())
+            .min()
+        else {
+            return housekeeping;
+        };
+        let ms = deadline.saturating_sub(realtime_ns()).div_ceil(1_000_000);
+        (ms as i32).clamp(0, housekeeping)
     }
 
     /// Sleeps until a ring has a frame, a command arrives, or housekeeping is due.
@@ -203,7 +288,8 @@ impl Loop {
         self.pollfds.push(pollin(self.wake.as_fd().as_raw_fd()));
         self.pollfds
             .extend(self.rings.iter().map(|r| pollin(r.raw_fd())));
-        sys::poll(&mut self.pollfds, HOUSEKEEPING.as_millis() as i32)?;
+        let timeout = self.sleep_ms();
+        sys::poll(&mut self.pollfds, timeout)?;
         // A ring whose interface went down (or away) holds a pending socket error (ENETDOWN,
         // ENODEV) that makes every poll return at once until it is read: read it, once per
         // link event, so an idle worker sleeps again.
@@ -246,7 +332,7 @@ impl Loop {
     }
 
     /// Forwards up to one batch from ring `i`.
-    #[allow(unsafe_code)] // the one call site of `Egress::push`; see its SAFETY notes
+    #[allow(unsafe_code)] // sends from ring memory through `Copies::queue`; see SAFETY
     fn drain(&mut self, i: usize, table: &Table) -> io::Result<()> {
         let ring = &self.rings[i];
         let ifindex = ring.ifindex();
@@ -288,9 +374,18 @@ impl Loop {
                 drops.add(Drop::Checksum, 1);
                 continue;
             }
-            if flow.spec.merge && !merge::first(flow, hit.input(), d.payload, frame.arrival_ns()) {
-                drops.add(Drop::Merged, 1);
-                continue;
+            let mut hold = None;
+            if flow.spec.merge {
+                match merge::decide(flow, hit.input(), d.payload, frame.arrival_ns()) {
+                    merge::Decision::Duplicate => {
+                        drops.add(Drop::Merged, 1);
+                        continue;
+                    }
+                    merge::Decision::First(seq) if !flow.spec.merge_delay.is_zero() => {
+                        hold = Some(seq);
+                    }
+                    _ => {}
+                }
             }
             let sender = loopguard::sender(d.src, d.src_port);
             if table
@@ -312,22 +407,38 @@ impl Loop {
                 drops.add(Drop::Standby, 1);
                 continue;
             }
-            for (oi, out) in flow.outputs.iter().enumerate() {
-                // A waiting output (interface missing, down or without an address) has no socket.
-                let Some(path) = &out.path else { continue };
-                let route = path.route(d.payload.len());
-                let token = Token::new(fi, oi, d.payload.len()).0;
-                // SAFETY: `d.payload` points into a frame this worker owns until
-                // `ring.release` below, which runs after every flush of these sends; the
-                // sockets are kept open by `table`, held for the whole batch.
-                if !unsafe { self.egress.push_route(route, d.payload, d.tos, token) } {
-                    self.egress.flush(|t, r| complete(table, t, r))?;
-                    // SAFETY: as above; the queue is empty after the flush.
-                    if !unsafe { self.egress.push_route(route, d.payload, d.tos, token) } {
-                        out.stats.queue_full();
+            if let Some(seq) = hold {
+                let key = playout_key(flow);
+                let (at, playout) = self.playouts.entry(key).or_insert_with(|| {
+                    let window = flow
+                        .rtp
+                        .as_ref()
+                        .map_or(crate::rtp::WINDOW, |(m, _)| m.window());
+                    let delay = u64::try_from(flow.spec.merge_delay.as_nanos()).unwrap_or(u64::MAX);
+                    (fi, Playout::new(window, delay))
+                });
+                *at = fi;
+                let mut out = Copies::new(&mut self.egress, table, fi, flow);
+                match playout.store(seq, d.payload, d.tos, frame.arrival_ns(), &mut out) {
+                    Stored::Held => playout.release(frame.arrival_ns(), &mut out),
+                    Stored::Late => {
+                        drops.add(Drop::Late, 1);
+                        if let Some(i) = flow.inputs.get(hit.input()) {
+                            i.stats.late.fetch_add(1, Relaxed);
+                        }
                     }
+                    // SAFETY: as for the `queue` below (ring memory, released after the flush).
+                    Stored::TooLarge => unsafe { out.queue(d.payload, d.tos) },
                 }
+                out.result?;
+                continue;
             }
+            let mut out = Copies::new(&mut self.egress, table, fi, flow);
+            // SAFETY: `d.payload` points into a frame this worker owns until `ring.release`
+            // below, which runs after every flush of these sends; the sockets are kept open
+            // by `table`, held for the whole batch.
+            unsafe { out.queue(d.payload, d.tos) };
+            out.result?;
         }
         if n == 0 {
             return Ok(());
@@ -403,6 +514,105 @@ impl Token {
             result
         }
     }
+}
+
+/// Queues a payload's copies to every output of one flow, flushing when the queue is full;
+/// the playout buffer's [`Sink`].
+struct Copies<'a> {
+    egress: &'a mut Egress,
+    table: &'a Table,
+    fi: u32,
+    flow: &'a FlowEntry,
+    /// The first flush error; the worker stops on it.
+    result: io::Result<()>,
+}
+
+#[allow(unsafe_code)] // the one call site of `Egress::push_route`; see its SAFETY notes
+impl<'a> Copies<'a> {
+    #[inline]
+    fn new(egress: &'a mut Egress, table: &'a Table, fi: u32, flow: &'a FlowEntry) -> Self {
+        Copies {
+            egress,
+            table,
+            fi,
+            flow,
+            result: Ok(()),
+        }
+    }
+
+    /// Queues one send per output of `payload` with `tos`.
+    ///
+    /// # Safety
+    /// `payload` must stay valid and unchanged until the egress is next flushed.
+    #[inline]
+    unsafe fn queue(&mut self, payload: &[u8], tos: u8) {
+        for (oi, out) in self.flow.outputs.iter().enumerate() {
+            // A waiting output (interface missing, down or without an address) has no socket.
+            let Some(path) = &out.path else { continue };
+            let route = path.route(payload.len());
+            let token = Token::new(self.fi, oi, payload.len()).0;
+            // SAFETY: the payload outlives the sends (this function's contract); the sockets
+            // are kept open by `table`, held for the whole batch.
+            if !unsafe { self.egress.push_route(route, payload, tos, token) } {
+                self.flush();
+                // SAFETY: as above; the queue is empty after the flush.
+                if !unsafe { self.egress.push_route(route, payload, tos, token) } {
+                    out.stats.queue_full();
+                }
+            }
+        }
+    }
+}
+
+#[allow(unsafe_code)] // sends from the playout buffer; see the SAFETY note
+impl Sink for Copies<'_> {
+    fn send(&mut self, payload: &[u8], tos: u8) {
+        // SAFETY: the playout buffer leaves a released slot alone until the batch it was
+        // released in is flushed (it checks `batch`), and a buffer is dropped only after a
+        // flush (`Loop::settle_playouts`).
+        unsafe { self.queue(payload, tos) }
+    }
+
+    fn flush(&mut self) {
+        let table = self.table;
+        if let Err(e) = self.egress.flush(|t, r| complete(table, t, r)) {
+            if self.result.is_ok() {
+                self.result = Err(e);
+            }
+        }
+    }
+
+    fn batch(&self) -> u64 {
+        self.egress.batch()
+    }
+}
+
+/// Where a standby relay's released packets go: counted, not sent.
+struct Discard<'a>(&'a WorkerStats);
+
+impl Sink for Discard<'_> {
+    fn send(&mut self, _: &[u8], _: u8) {
+        self.0.drops.add(Drop::Standby, 1);
+    }
+    fn flush(&mut self) {}
+    fn batch(&self) -> u64 {
+        0
+    }
+}
+
+/// CLOCK_REALTIME in nanoseconds: the clock of the rings' receive timestamps.
+fn realtime_ns() -> u64 {
+    nix::time::clock_gettime(nix::time::ClockId::CLOCK_REALTIME)
+        .map(|t| t.tv_sec() as u64 * 1_000_000_000 + t.tv_nsec() as u64)
+        .unwrap_or(0)
+}
+
+/// A merged flow's playout buffer is keyed by its tracker, which outlives reloads that keep
+/// the flow (its index may change).
+fn playout_key(flow: &FlowEntry) -> usize {
+    flow.rtp
+        .as_ref()
+        .map_or(0, |(m, _)| Arc::as_ptr(m) as *const u8 as usize)
 }
 
 /// Records one send's completion on the output its token names.

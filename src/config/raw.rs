@@ -51,6 +51,7 @@ pub(super) struct RawFlow {
     pub inputs: Option<Spanned<Vec<Spanned<RawInput>>>>,
     pub merge: Option<Spanned<String>>,
     pub merge_window: Option<Spanned<i64>>,
+    pub merge_delay: Option<Spanned<String>>,
     pub outputs: Option<Spanned<Vec<Spanned<RawOutput>>>>,
     pub idle_after: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,

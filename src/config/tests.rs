@@ -141,6 +141,7 @@ fn demo_config_is_exactly_the_demo() {
         rtp: None,
         merge: false,
         merge_window: None,
+        merge_delay: Duration::ZERO,
         more_inputs: Vec::new(),
         input: Input {
             unicast: false,

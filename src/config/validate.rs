@@ -443,6 +443,7 @@ impl Validator<'_> {
         };
         let merge = self.merge(raw, inputs.as_ref().map_or(1, Vec::len), &label, seen)?;
         let merge_window = self.merge_window(raw, merge)?;
+        let merge_delay = self.merge_delay(raw, merge)?;
         let rtp = self.rtp(raw)?;
         let rtp = rtp.or(merge.then_some(crate::rtp::DEFAULT_CLOCK_RATE));
         let mut inputs = inputs?.into_iter().map(|(input, _)| input);
@@ -455,6 +456,7 @@ impl Validator<'_> {
             rtp,
             merge,
             merge_window,
+            merge_delay,
             name: name?.0,
             input,
             more_inputs: inputs.collect(),
@@ -488,6 +490,36 @@ impl Validator<'_> {
                 self.error(
                     r.span(),
                     "rtp_clock_rate only applies to a monitored flow; add rtp = true to the flow, or remove rtp_clock_rate".to_string(),
+                );
+                None
+            }
+        }
+    }
+
+    /// `merge_delay`: zero when unset, `None` after an error.
+    fn merge_delay(&mut self, flow: &RawFlow, merge: bool) -> Option<std::time::Duration> {
+        let Some(raw) = &flow.merge_delay else {
+            return Some(std::time::Duration::ZERO);
+        };
+        if !merge {
+            self.error(
+                raw.span(),
+                "merge_delay only applies to a merged flow; add merge = \"rtp\", or remove merge_delay".to_string(),
+            );
+            return None;
+        }
+        let (min, max) = super::MERGE_DELAY_RANGE;
+        match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if d.is_zero() || (min..=max).contains(&d) => Some(d),
+            _ => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "merge_delay {:?} is not \"0s\" or a duration from {} to {}; write the paths' largest skew, e.g. \"10ms\" (a packet after a gap waits that long for the other path's copy)",
+                        raw.get_ref(),
+                        humantime::format_duration(min),
+                        humantime::format_duration(max)
+                    ),
                 );
                 None
             }

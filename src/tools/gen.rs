@@ -13,6 +13,9 @@
 //! packet leaves close to its own due time. The send timestamp in each probe is taken right
 //! before the `sendmmsg` call that carries it.
 //!
+//! With `same_stream`, every group carries stream `stream_base`: each sequence number goes
+//! once to every group (copies over redundant paths, for a merge).
+//!
 //! With `rtp`, each payload starts with an RTP header (RFC 3550: payload type 33, MPEG-TS;
 //! SSRC `0x4d435200 + stream`; sequence number the probe's, modulo 2^16; timestamp the send
 //! time on a 90 kHz clock) and the probe follows it. [`Impairments`] drop, duplicate or swap
@@ -72,6 +75,9 @@ pub struct GenOptions {
     pub stream_base: u32,
     /// Each payload starts with an RTP header.
     pub rtp: bool,
+    /// Every group carries the same stream (`stream_base`): packet `n` of each group is
+    /// one copy of sequence number `n` — redundant paths for a merge.
+    pub same_stream: bool,
     /// What to do to the packets on purpose (single-stream runs only).
     pub impair: Impairments,
 }
@@ -162,6 +168,7 @@ pub fn run(opts: &GenOptions) -> Result<GenReport, GenError> {
     let _slack = (opts.rate > 0).then(|| SlackGuard::set(1));
 
     let mut sender = Sender::new(&socket, opts, groups, scope);
+    sender.total = total;
     let pacer = Pacer::new(payload::monotonic_ns(), opts.rate, total);
     let mut next = 0u64;
     while next < total {
@@ -400,12 +407,15 @@ struct Sender<'a> {
     size: usize,
     /// `MAX_BATCH` payload slots of `size` bytes each.
     slots: Vec<u8>,
-    /// Group index of each slot in the current batch.
-    slot_group: [u32; MAX_BATCH],
+    /// Group index of each slot in the current batch (and of a carried packet's).
+    slot_group: [u32; MAX_BATCH + 1],
+    /// Packets in the run.
+    total: u64,
     /// Per group destination; empty when the socket is connected.
     dests: Vec<SockAddr>,
     group_count: u64,
     stream_base: u32,
+    same_stream: bool,
     /// Bytes before the probe: the RTP header, or none.
     rtp_len: usize,
     impair: Impairments,
@@ -429,11 +439,14 @@ impl<'a> Sender<'a> {
         Sender {
             socket,
             size: opts.size,
-            slots: vec![0; opts.size * MAX_BATCH],
-            slot_group: [0; MAX_BATCH],
+            // One more than a batch: a packet carried into the next one (a swap).
+            slots: vec![0; opts.size * (MAX_BATCH + 1)],
+            slot_group: [0; MAX_BATCH + 1],
+            total: 0,
             dests,
             group_count: u64::from(groups.count()),
             stream_base: opts.stream_base,
+            same_stream: opts.same_stream,
             rtp_len: if opts.rtp { rtp::HEADER_LEN } else { 0 },
             impair: opts.impair.clone(),
             order: Vec::with_capacity(2 * MAX_BATCH),
@@ -443,32 +456,46 @@ impl<'a> Sender<'a> {
         }
     }
 
+    /// Writes packet `packet` of the run into slot `i`.
+    fn write_probe(&mut self, i: usize, packet: u64) {
+        let group = (packet % self.group_count) as u32;
+        self.slot_group[i] = group;
+        let stream = if self.same_stream {
+            self.stream_base
+        } else {
+            self.stream_base.wrapping_add(group)
+        };
+        let seq = packet / self.group_count;
+        let slot = &mut self.slots[i * self.size..(i + 1) * self.size];
+        payload::write(&mut slot[self.rtp_len..], stream, seq, 0);
+        if self.rtp_len > 0 {
+            let header = rtp::Rtp {
+                seq: seq as u16,
+                timestamp: 0,
+                ssrc: ssrc(stream),
+                payload_type: 33,
+            };
+            rtp::write(slot, header);
+        }
+    }
+
     /// Sends packets `first .. first + n` of the run (`n <= MAX_BATCH`).
     fn send(&mut self, first: u64, n: usize) -> Result<(), GenError> {
         let n = n.min(MAX_BATCH);
-        for (i, slot) in self.slots.chunks_exact_mut(self.size).take(n).enumerate() {
-            let packet = first + i as u64;
-            let group = (packet % self.group_count) as u32;
-            self.slot_group[i] = group;
-            let stream = self.stream_base.wrapping_add(group);
-            let seq = packet / self.group_count;
-            payload::write(&mut slot[self.rtp_len..], stream, seq, 0);
-            if self.rtp_len > 0 {
-                let header = rtp::Rtp {
-                    seq: seq as u16,
-                    timestamp: 0,
-                    ssrc: ssrc(stream),
-                    payload_type: 33,
-                };
-                rtp::write(slot, header);
-            }
+        for i in 0..n {
+            self.write_probe(i, first + i as u64);
         }
         self.order.clear();
         if self.impair.is_none() {
             self.order.extend(0..n);
         } else {
             self.impair
-                .plan(first, n, &mut self.order, &mut self.impaired);
+                .plan(first, n, self.total, &mut self.order, &mut self.impaired);
+            for i in &mut self.order {
+                if *i == super::impair::CARRIED {
+                    *i = MAX_BATCH;
+                }
+            }
         }
         let mut done = 0;
         while done < self.order.len() {
@@ -512,6 +539,11 @@ impl<'a> Sender<'a> {
                     })
                 }
             }
+        }
+        if let Some(p) = self.impaired.carry {
+            // Its slot is free now that this batch (which may have sent the previous one
+            // carried) has left; it goes out after the next batch's first packet.
+            self.write_probe(MAX_BATCH, p);
         }
         Ok(())
     }
@@ -602,6 +634,7 @@ mod tests {
             tos: 0,
             stream_base: 0,
             rtp: false,
+            same_stream: false,
             impair: Impairments::default(),
         };
         assert!(matches!(run(&o), Err(GenError::Size { size: 23 })));
@@ -635,6 +668,7 @@ mod tests {
             tos: 0,
             stream_base: 0,
             rtp: false,
+            same_stream: false,
             impair: Impairments::default(),
         };
         let e = run(&o).unwrap_err();

@@ -3,14 +3,18 @@
 //! leave, in what order, and how often each.
 //!
 //! Packet `p` (the run's sequence number; single-stream runs only) is
-//! - swapped with `p + 1` when `p % swap_every == swap_every − 1` and both are in one batch
-//!   (neither is then dropped or duplicated);
+//! - swapped with `p + 1` when `p % swap_every == swap_every − 1` (neither is then dropped
+//!   or duplicated; at a batch's end `p` is carried into the next batch and sent after its
+//!   first packet, [`CARRIED`] in the order);
 //! - else dropped when `p % drop_every == drop_every − 1`, when `p` lies in `drop_range`, or
 //!   with probability `drop_percent` by a hash of (`seed`, `p`) — the same seed drops the
 //!   same packets on every run, another seed independently;
 //! - else sent twice in a row when `p % dup_every == dup_every − 1`.
 
 use serde::Serialize;
+
+/// In a plan's order: the packet carried over from the previous batch (see [`Impaired::carry`]).
+pub const CARRIED: usize = usize::MAX;
 
 /// What to do to a run's packets; the default does nothing.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -34,6 +38,9 @@ pub struct Impaired {
     /// The sequence numbers dropped, in order.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub dropped_seqs: Vec<u64>,
+    /// A packet held back at a batch's end to follow the next one (a swap across batches).
+    #[serde(skip)]
+    pub carry: Option<u64>,
 }
 
 impl Impairments {
@@ -41,17 +48,35 @@ impl Impairments {
         *self == Impairments::default()
     }
 
-    /// Appends to `order` the batch positions (0-based, packet `first + i` at `i`) to send,
-    /// in sending order, for packets `first .. first + n`, and counts what it did.
-    pub fn plan(&self, first: u64, n: usize, order: &mut Vec<usize>, done: &mut Impaired) {
+    /// Appends to `order` the batch positions (0-based, packet `first + i` at `i`, or
+    /// [`CARRIED`]) to send, in sending order, for packets `first .. first + n` of a run of
+    /// `total`, and counts what it did.
+    pub fn plan(
+        &self,
+        first: u64,
+        n: usize,
+        total: u64,
+        order: &mut Vec<usize>,
+        done: &mut Impaired,
+    ) {
         let hit = |every: Option<u64>, p: u64| every.is_some_and(|e| e > 0 && p % e == e - 1);
         let mut i = 0;
+        if done.carry.take().is_some() && n > 0 {
+            order.extend([0, CARRIED]);
+            done.swapped += 1;
+            i = 1;
+        }
         while i < n {
             let p = first + i as u64;
-            if hit(self.swap_every, p) && i + 1 < n {
-                order.extend([i + 1, i]);
-                done.swapped += 1;
-                i += 2;
+            if hit(self.swap_every, p) && p + 1 < total {
+                if i + 1 < n {
+                    order.extend([i + 1, i]);
+                    done.swapped += 1;
+                    i += 2;
+                } else {
+                    done.carry = Some(p);
+                    i += 1;
+                }
                 continue;
             }
             if self.dropped(p) {
@@ -94,7 +119,7 @@ mod tests {
     fn run(imp: &Impairments, first: u64, n: usize) -> (Vec<u64>, Impaired) {
         let mut order = Vec::new();
         let mut done = Impaired::default();
-        imp.plan(first, n, &mut order, &mut done);
+        imp.plan(first, n, u64::MAX, &mut order, &mut done);
         (order.iter().map(|&i| first + i as u64).collect(), done)
     }
 
@@ -118,10 +143,20 @@ mod tests {
         assert_eq!(sent, [0, 1, 2, 4, 4, 5, 7, 6, 8, 9, 9, 10]);
         assert_eq!((done.dropped, done.duplicated, done.swapped), (2, 2, 1));
         assert_eq!(done.dropped_seqs, [3, 11]);
-        // A swap at the batch's end is not done.
-        let (sent, done) = run(&imp, 0, 7);
-        assert_eq!(sent.last(), Some(&6));
-        assert_eq!(done.swapped, 0);
+        // A swap at the batch's end carries 6 into the next batch, after 7.
+        let mut order = Vec::new();
+        let mut done = Impaired::default();
+        imp.plan(0, 7, 100, &mut order, &mut done);
+        assert_eq!(order.last(), Some(&5));
+        assert_eq!((done.swapped, done.carry), (0, Some(6)));
+        order.clear();
+        imp.plan(7, 2, 100, &mut order, &mut done);
+        assert_eq!(order, [0, CARRIED, 1]);
+        assert_eq!((done.swapped, done.carry), (1, None));
+        // The run's last packet has nothing to swap with.
+        let mut done = Impaired::default();
+        imp.plan(0, 7, 7, &mut order, &mut done);
+        assert_eq!(done.carry, None);
     }
 
     #[test]

@@ -183,6 +183,7 @@ fn gen_options(group_count: u32, count: u64, rate: u64, size: usize) -> GenOptio
         tos: 34 << 2,
         stream_base: 100,
         rtp: false,
+        same_stream: false,
         impair: Impairments::default(),
     }
 }
