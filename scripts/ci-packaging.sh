@@ -697,10 +697,11 @@ expect "first run succeeds: package installed, /etc/mcr.toml templated ($(recap 
     bash -c "[ $rc -eq 0 ] && dpkg-query -W -f='\${Status}' mcr | grep -q 'install ok installed' &&
              grep -q 'changed=[1-9]' <<<'$(recap "$work/ansible1.log")'"
 /usr/bin/mcr check -c /etc/mcr.toml | tee "$work/check2.out"
-expect "templated /etc/mcr.toml passes mcr check: the inventory's 3 flows, SSM source, unicast address, dscp and local_delivery rendered" \
-    bash -c "grep -q '^ok: 3 flows' '$work/check2.out' && grep -qF 'source = \"10.0.0.5\"' /etc/mcr.toml &&
+expect "templated /etc/mcr.toml passes mcr check: the inventory's 4 flows, SSM source, unicast address, dscp, local_delivery and rtp rendered" \
+    bash -c "grep -q '^ok: 4 flows' '$work/check2.out' && grep -qF 'source = \"10.0.0.5\"' /etc/mcr.toml &&
              grep -qF 'address = \"192.0.2.20\"' /etc/mcr.toml && grep -qF 'dscp = 46' /etc/mcr.toml &&
-             grep -qx 'local_delivery = true' /etc/mcr.toml"
+             grep -qx 'local_delivery = true' /etc/mcr.toml && grep -qx 'rtp = true' /etc/mcr.toml &&
+             grep -qx 'rtp_clock_rate = 90000' /etc/mcr.toml"
 good=$(sha /etc/mcr.toml)
 
 playbook "$work/ansible2.log" && rc=0 || rc=$?

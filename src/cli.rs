@@ -344,6 +344,9 @@ pub fn main() -> ExitCode {
                     for line in &s.unhealthy {
                         println!("not forwarding: {line}");
                     }
+                    for line in &s.degraded {
+                        println!("degraded:       {line}");
+                    }
                     health_code(&s)
                 }
                 Ok(other) => unexpected(other),

@@ -90,6 +90,12 @@ pub struct Status {
     /// empty when everything forwards. `mcr status` exits 3 when it is not empty.
     #[serde(default)]
     pub unhealthy: Vec<String>,
+    /// Paths of merged flows that deliver nothing (idle or waiting), one line each: the flow
+    /// still forwards from its other paths, but without redundancy. Not counted unhealthy
+    /// (both relays of a pair usually share the failed path, and failing over would stop
+    /// both); `mcr status` prints them.
+    #[serde(default)]
+    pub degraded: Vec<String>,
     /// IGMP querier state per input interface: "querier", "other querier A.B.C.D", "off".
     #[serde(default)]
     pub queriers: std::collections::BTreeMap<String, String>,
@@ -115,6 +121,12 @@ impl Status {
             *self.flow_states.entry(f.state.clone()).or_default() += 1;
             if f.state != "active" {
                 self.unhealthy.push(format!("flow {}: {}", f.name, f.state));
+            }
+            for i in f.inputs.iter().filter(|i| i.state != "active") {
+                self.degraded.push(format!(
+                    "flow {} path {}:{} on {}: {} (the flow forwards from its other paths, without redundancy)",
+                    f.name, i.group, i.port, i.interface, i.state
+                ));
             }
             for o in f.outputs.iter().filter(|o| o.state != "up") {
                 self.unhealthy.push(format!(

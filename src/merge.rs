@@ -39,9 +39,16 @@ pub enum Decision {
     Duplicate,
 }
 
-/// What to do with the datagram that arrived on `input` of merged `flow` at `arrival_ns`.
+/// What to do with the datagram that arrived on `input` of merged `flow` at `arrival_ns`
+/// (the ring's clock), in a batch read at `now_ns` ([`crate::stats::monotonic_ns`]).
 #[inline]
-pub fn decide(flow: &FlowEntry, input: usize, payload: &[u8], arrival_ns: u64) -> Decision {
+pub fn decide(
+    flow: &FlowEntry,
+    input: usize,
+    payload: &[u8],
+    arrival_ns: u64,
+    now_ns: u64,
+) -> Decision {
     let Some((tracker, clock_rate)) = &flow.rtp else {
         return Decision::NotRtp;
     };
@@ -49,6 +56,7 @@ pub fn decide(flow: &FlowEntry, input: usize, payload: &[u8], arrival_ns: u64) -
     let seen = tracker.record(rtp, arrival_ns, *clock_rate);
     if let Some(i) = flow.inputs.get(input) {
         i.stats.packets.fetch_add(1, Relaxed);
+        i.stats.last_seen_ns.store(now_ns, Relaxed);
         match seen {
             Seen::Duplicate => i.stats.duplicates.fetch_add(1, Relaxed),
             Seen::New | Seen::NotRtp => i.stats.first.fetch_add(1, Relaxed),

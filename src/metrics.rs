@@ -64,6 +64,7 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         ),
     ];
     let rtp_lost = Family::<Labels, Gauge>::default();
+    let input_up = Family::<Labels, Gauge>::default();
     let rtp_jitter = gauge();
     let out_packets = counter();
     let out_bytes = counter();
@@ -101,6 +102,17 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
             }
             rtp_lost.get_or_create(&l).set(rtp.lost);
             rtp_jitter.get_or_create(&l).set(rtp.jitter_us / 1e6);
+        }
+        for i in &f.inputs {
+            let il = vec![
+                ("flow".to_string(), f.name.clone()),
+                ("interface".to_string(), i.interface.clone()),
+                ("group".to_string(), i.group.clone()),
+                ("port".to_string(), i.port.to_string()),
+            ];
+            input_up
+                .get_or_create(&il)
+                .set(i64::from(i.state == "active"));
         }
         if let Some(age) = f.idle_seconds {
             flow_age.get_or_create(&l).set(age);
@@ -158,6 +170,11 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         "flow_rtp_lost",
         "RTP sequence numbers missing so far (late arrivals subtracted)",
         rtp_lost,
+    );
+    r.register(
+        "input_up",
+        "1 when a merged flow's path delivers (a packet within idle_after), else 0",
+        input_up,
     );
     r.register(
         "flow_rtp_jitter_seconds",

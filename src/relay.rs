@@ -417,8 +417,11 @@ impl Relay {
                     s.state = f.state(now_ns).name().to_string();
                     s.rtp = f.rtp.as_ref().map(|(m, _)| m.snapshot());
                     if f.spec.merge {
-                        s.inputs =
-                            InputSnapshot::read_all(f.inputs.iter().map(|i| (&i.spec, &*i.stats)));
+                        s.inputs = InputSnapshot::read_all(
+                            f.inputs
+                                .iter()
+                                .map(|i| (&i.spec, &*i.stats, f.input_state(i, now_ns).name())),
+                        );
                     }
                     s.outputs = f
                         .outputs

@@ -136,6 +136,8 @@ pub struct InputStats {
     pub duplicates: AtomicU64,
     /// First copies that came after the playout buffer gave their number up: discarded.
     pub late: AtomicU64,
+    /// [`monotonic_ns`] of the batch that carried the latest packet; 0 = never.
+    pub last_seen_ns: AtomicU64,
 }
 
 /// CLOCK_MONOTONIC in nanoseconds (a vDSO call: cheap enough once per batch).
@@ -273,6 +275,11 @@ pub struct InputSnapshot {
     /// First copies discarded because they came after their turn (`merge_delay`).
     #[serde(default)]
     pub late: u64,
+    /// "active" (a packet within the flow's `idle_after`), "idle" or "waiting" (its
+    /// interface does not exist). A merged flow with a path not active still forwards, from
+    /// the others, but has lost its redundancy.
+    #[serde(default)]
+    pub state: String,
     /// With two paths: sequence numbers only this one delivered (its first copies the
     /// other never duplicated) — what the redundancy recovered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,12 +287,13 @@ pub struct InputSnapshot {
 }
 
 impl InputSnapshot {
-    /// The paths of a merged flow, `only_this_path` filled for a pair.
+    /// The paths of a merged flow, each with its state, `only_this_path` filled for a pair.
     pub fn read_all<'a>(
-        inputs: impl ExactSizeIterator<Item = (&'a crate::config::Input, &'a InputStats)>,
+        inputs: impl ExactSizeIterator<Item = (&'a crate::config::Input, &'a InputStats, &'a str)>,
     ) -> Vec<InputSnapshot> {
         let mut all: Vec<InputSnapshot> = inputs
-            .map(|(spec, s)| InputSnapshot {
+            .map(|(spec, s, state)| InputSnapshot {
+                state: state.to_string(),
                 interface: spec.interface.to_string(),
                 group: spec.group.to_string(),
                 port: spec.port,

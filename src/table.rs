@@ -168,7 +168,20 @@ impl FlowEntry {
         if self.inputs.iter().all(|i| i.ifindex.is_none()) {
             return FlowState::Waiting;
         }
-        let last = self.stats.last_seen_ns.load(Relaxed);
+        self.seen_state(self.stats.last_seen_ns.load(Relaxed), now_ns)
+    }
+
+    /// The state of one path of a merged flow, by its own last packet.
+    pub fn input_state(&self, input: &InputEntry, now_ns: u64) -> FlowState {
+        use std::sync::atomic::Ordering::Relaxed;
+        if input.ifindex.is_none() {
+            return FlowState::Waiting;
+        }
+        self.seen_state(input.stats.last_seen_ns.load(Relaxed), now_ns)
+    }
+
+    /// Active when `last` (0 = never) lies within `idle_after` of `now_ns`.
+    fn seen_state(&self, last: u64, now_ns: u64) -> FlowState {
         let idle_ns = u64::try_from(self.idle_after.as_nanos()).unwrap_or(u64::MAX);
         if last == 0 || now_ns.saturating_sub(last) > idle_ns {
             FlowState::Idle

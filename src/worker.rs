@@ -206,10 +206,17 @@ impl Loop {
     /// Before the first batch under a new table: sends what the playout buffers hold under
     /// the table it came in with (its flow indexes), and drops the buffers of flows gone.
     fn settle_playouts(&mut self, table: &Arc<Table>) -> io::Result<()> {
+        if self
+            .table_in_use
+            .as_ref()
+            .is_some_and(|t| Arc::ptr_eq(t, table))
+        {
+            return Ok(()); // the common case: no refcount traffic per round
+        }
         let Some(old) = self.table_in_use.replace(table.clone()) else {
             return Ok(());
         };
-        if Arc::ptr_eq(&old, table) || self.playouts.is_empty() {
+        if self.playouts.is_empty() {
             return Ok(());
         }
         let standby = self.role.is_standby();
@@ -376,7 +383,7 @@ impl Loop {
             }
             let mut hold = None;
             if flow.spec.merge {
-                match merge::decide(flow, hit.input(), d.payload, frame.arrival_ns()) {
+                match merge::decide(flow, hit.input(), d.payload, frame.arrival_ns(), now_ns) {
                     merge::Decision::Duplicate => {
                         drops.add(Drop::Merged, 1);
                         continue;

@@ -213,3 +213,68 @@ fn a_reload_that_adds_a_merge_to_a_relay_with_two_workers_is_refused_and_the_old
     common::check_stream(&mut t, "up0", "239.1.1.1", "239.9.9.1", 1000);
     t.procs[relay].terminate();
 }
+
+#[test]
+fn a_silent_path_is_reported_degraded_while_the_flow_forwards_and_stays_healthy() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    add_second_input(&t);
+    let config = format!(
+        "[relay]\nstats_interval = \"0s\"\nquerier = \"off\"\nidle_after = \"1s\"\n\
+         control_socket = \"{}\"\n\
+         [[flow]]\nname = \"st2022\"\nmerge = \"rtp\"\n\
+         inputs = [ {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }},\n\
+                    {{ interface = \"in1\", group = \"239.2.2.1\", port = 5001 }} ]\n\
+         outputs = [ {{ interface = \"out0\", group = \"239.9.9.1\", port = 5099 }} ]\n",
+        t.dir.join("control.sock").display()
+    );
+    let relay = t.start_relay(&config);
+    // Only the red path carries the stream.
+    let sink = t.start_sink(0, &["--group", "239.9.9.1", "--port", "5099", "--rtp"]);
+    let gen = t.spawn_gen(&[
+        "--group",
+        "239.1.1.1",
+        "--port",
+        "5001",
+        "--count",
+        "30000",
+        "--rate",
+        "10000",
+        "--rtp",
+    ]);
+    common::wait_until("the red path active and the blue one idle", || {
+        let s = t.control_json("stats");
+        let paths = &flow(&s, "st2022")["inputs"];
+        paths[0]["state"] == "active" && paths[1]["state"] == "idle"
+    });
+    let out = std::process::Command::new(common::MCR)
+        .args(["status", "--socket"])
+        .arg(t.dir.join("control.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "the flow forwards: healthy\n{text}");
+    assert!(
+        text.contains("degraded:       flow st2022 path 239.2.2.1:5001 on in1: idle"),
+        "{text}"
+    );
+    let status = t.control_json("status");
+    assert_eq!(
+        status["unhealthy"].as_array().map(Vec::len),
+        Some(0),
+        "{status}"
+    );
+    assert_eq!(
+        status["degraded"].as_array().map(Vec::len),
+        Some(1),
+        "{status}"
+    );
+    assert_eq!(num(&t.gen_report(gen), "sent"), 30_000);
+    let report = t.sink_report(sink);
+    assert_eq!(
+        (num(&report, "received"), num(&report, "lost")),
+        (30_000, 0),
+        "{report}"
+    );
+    t.procs[relay].terminate();
+}
