@@ -414,33 +414,19 @@ impl Loop {
                 drops.add(Drop::Standby, 1);
                 continue;
             }
+            let mut out = Copies::new(&mut self.egress, table, fi, flow);
             if let Some(seq) = hold {
-                let key = playout_key(flow);
-                let (at, playout) = self.playouts.entry(key).or_insert_with(|| {
-                    let window = flow
-                        .rtp
-                        .as_ref()
-                        .map_or(crate::rtp::WINDOW, |(m, _)| m.window());
-                    let delay = u64::try_from(flow.spec.merge_delay.as_nanos()).unwrap_or(u64::MAX);
-                    (fi, Playout::new(window, delay))
-                });
-                *at = fi;
-                let mut out = Copies::new(&mut self.egress, table, fi, flow);
-                match playout.store(seq, d.payload, d.tos, frame.arrival_ns(), &mut out) {
-                    Stored::Held => playout.release(frame.arrival_ns(), &mut out),
-                    Stored::Late => {
-                        drops.add(Drop::Late, 1);
-                        if let Some(i) = flow.inputs.get(hit.input()) {
-                            i.stats.late.fetch_add(1, Relaxed);
-                        }
+                // SAFETY: as for the `queue` below (ring memory, released after the flush).
+                let late = unsafe { hold_back(&mut self.playouts, &mut out, seq, &d, &frame) };
+                if late {
+                    drops.add(Drop::Late, 1);
+                    if let Some(i) = flow.inputs.get(hit.input()) {
+                        i.stats.late.fetch_add(1, Relaxed);
                     }
-                    // SAFETY: as for the `queue` below (ring memory, released after the flush).
-                    Stored::TooLarge => unsafe { out.queue(d.payload, d.tos) },
                 }
                 out.result?;
                 continue;
             }
-            let mut out = Copies::new(&mut self.egress, table, fi, flow);
             // SAFETY: `d.payload` points into a frame this worker owns until `ring.release`
             // below, which runs after every flush of these sends; the sockets are kept open
             // by `table`, held for the whole batch.
@@ -592,6 +578,36 @@ impl Sink for Copies<'_> {
     fn batch(&self) -> u64 {
         self.egress.batch()
     }
+}
+
+/// Puts the first copy of `seq` in its merged flow's playout buffer and sends what may leave
+/// now; true when it came too late (its number was already given up) and was dropped.
+///
+/// # Safety
+/// As for [`Copies::queue`]: a datagram larger than a slot is sent from `d` at once.
+#[allow(unsafe_code)] // forwards `Copies::queue`'s contract
+#[inline]
+unsafe fn hold_back(
+    playouts: &mut FxHashMap<usize, (u32, Playout)>,
+    out: &mut Copies<'_>,
+    seq: u16,
+    d: &wire::Datagram<'_>,
+    frame: &crate::ingress::Frame<'_>,
+) -> bool {
+    let flow = out.flow;
+    let (at, playout) = playouts.entry(playout_key(flow)).or_insert_with(|| {
+        let window = (flow.rtp.as_ref()).map_or(crate::rtp::WINDOW, |(m, _)| m.window());
+        let delay = u64::try_from(flow.spec.merge_delay.as_nanos()).unwrap_or(u64::MAX);
+        (out.fi, Playout::new(window, delay))
+    });
+    *at = out.fi;
+    match playout.store(seq, d.payload, d.tos, frame.arrival_ns(), out) {
+        Stored::Held => playout.release(frame.arrival_ns(), out),
+        Stored::Late => return true,
+        // SAFETY: forwarded from the caller.
+        Stored::TooLarge => unsafe { out.queue(d.payload, d.tos) },
+    }
+    false
 }
 
 /// Where a standby relay's released packets go: counted, not sent.
