@@ -31,38 +31,12 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
     let flow_bytes = counter();
     let flow_age = gauge();
     let flow_looped = counter();
-    let rtp_counters: [(&str, &str, Family<Labels, Counter>); 6] = [
-        (
-            "flow_rtp_packets",
-            "RTP packets received for a monitored flow, duplicates included",
-            counter(),
-        ),
-        (
-            "flow_rtp_duplicates",
-            "RTP packets whose sequence number had arrived already",
-            counter(),
-        ),
-        (
-            "flow_rtp_reordered",
-            "RTP packets that arrived after a later sequence number",
-            counter(),
-        ),
-        (
-            "flow_rtp_ssrc_changes",
-            "Times the flow's RTP SSRC changed",
-            counter(),
-        ),
-        (
-            "flow_rtp_seq_resets",
-            "Sequence jumps taken as a sender restart",
-            counter(),
-        ),
-        (
-            "flow_rtp_not_rtp",
-            "Datagrams of a monitored flow that were not RTP",
-            counter(),
-        ),
-    ];
+    let rtp_packets = counter();
+    let rtp_duplicates = counter();
+    let rtp_reordered = counter();
+    let rtp_ssrc_changes = counter();
+    let rtp_seq_resets = counter();
+    let rtp_not_rtp = counter();
     let rtp_lost = Family::<Labels, Gauge>::default();
     let input_up = Family::<Labels, Gauge>::default();
     let rtp_jitter = gauge();
@@ -89,17 +63,12 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         flow_bytes.get_or_create(&l).inc_by(f.bytes);
         flow_looped.get_or_create(&l).inc_by(f.looped);
         if let Some(rtp) = &f.rtp {
-            let values = [
-                rtp.packets,
-                rtp.duplicates,
-                rtp.reordered,
-                rtp.ssrc_changes,
-                rtp.seq_resets,
-                rtp.not_rtp,
-            ];
-            for ((_, _, family), v) in rtp_counters.iter().zip(values) {
-                family.get_or_create(&l).inc_by(v);
-            }
+            rtp_packets.get_or_create(&l).inc_by(rtp.packets);
+            rtp_duplicates.get_or_create(&l).inc_by(rtp.duplicates);
+            rtp_reordered.get_or_create(&l).inc_by(rtp.reordered);
+            rtp_ssrc_changes.get_or_create(&l).inc_by(rtp.ssrc_changes);
+            rtp_seq_resets.get_or_create(&l).inc_by(rtp.seq_resets);
+            rtp_not_rtp.get_or_create(&l).inc_by(rtp.not_rtp);
             rtp_lost.get_or_create(&l).set(rtp.lost);
             rtp_jitter.get_or_create(&l).set(rtp.jitter_us / 1e6);
         }
@@ -163,9 +132,36 @@ pub fn render(snap: &Snapshot, status: &Status) -> String {
         "Looped copies the loop guard dropped for a flow (same payload back from another sender)",
         flow_looped,
     );
-    for (name, help, family) in rtp_counters {
-        r.register(name, help, family);
-    }
+    r.register(
+        "flow_rtp_packets",
+        "RTP packets received for a monitored flow, duplicates included",
+        rtp_packets,
+    );
+    r.register(
+        "flow_rtp_duplicates",
+        "RTP packets whose sequence number had arrived already",
+        rtp_duplicates,
+    );
+    r.register(
+        "flow_rtp_reordered",
+        "RTP packets that arrived after a later sequence number",
+        rtp_reordered,
+    );
+    r.register(
+        "flow_rtp_ssrc_changes",
+        "Times the flow's RTP SSRC changed",
+        rtp_ssrc_changes,
+    );
+    r.register(
+        "flow_rtp_seq_resets",
+        "Sequence jumps taken as a sender restart",
+        rtp_seq_resets,
+    );
+    r.register(
+        "flow_rtp_not_rtp",
+        "Datagrams of a monitored flow that were not RTP",
+        rtp_not_rtp,
+    );
     r.register(
         "flow_rtp_lost",
         "RTP sequence numbers missing so far (late arrivals subtracted)",
@@ -447,6 +443,20 @@ mod tests {
                     egress_full: 1,
                     ..OutputSnapshot::default()
                 }],
+                rtp: Some(crate::rtp::RtpSnapshot {
+                    packets: 5,
+                    lost: 2,
+                    duplicates: 1,
+                    jitter_us: 250.0,
+                    ..crate::rtp::RtpSnapshot::default()
+                }),
+                inputs: vec![crate::stats::InputSnapshot {
+                    interface: "red0".into(),
+                    group: "239.10.1.1".into(),
+                    port: 5004,
+                    state: "idle".into(),
+                    ..crate::stats::InputSnapshot::default()
+                }],
                 ..FlowSnapshot::default()
             }],
             drops: [("no_match".to_string(), 3)].into_iter().collect(),
@@ -471,6 +481,11 @@ mod tests {
             "mcr_joined_groups{interface=\"eth0\"} 1",
             "mcr_build_info{version=\"0.1.0\",config_hash=\"abc\"} 1",
             "mcr_flow_last_packet_age_seconds{flow=\"cam-1\"} 0.5",
+            "mcr_flow_rtp_packets_total{flow=\"cam-1\"} 5",
+            "mcr_flow_rtp_duplicates_total{flow=\"cam-1\"} 1",
+            "mcr_flow_rtp_lost{flow=\"cam-1\"} 2",
+            "mcr_flow_rtp_jitter_seconds{flow=\"cam-1\"} 0.00025",
+            "mcr_input_up{flow=\"cam-1\",interface=\"red0\",group=\"239.10.1.1\",port=\"5004\"} 0",
         ] {
             assert!(text.contains(want), "missing {want} in:\n{text}");
         }
