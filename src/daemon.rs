@@ -435,14 +435,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut parse_cache = crate::config::ParseCache::default();
     let (applied, config) = parse_cache.load(&opts.config)?;
     config.warnings.iter().for_each(|w| log::warn!("{w}"));
-    let workers = config.relay.workers.map(|w| w.get()).unwrap_or_else(|| {
-        if config.flows.iter().any(|f| f.merge) {
-            return 1; // a merged flow's paths meet on one worker (see `merge`)
-        }
-        std::thread::available_parallelism()
-            .map_or(1, |n| n.get())
-            .min(crate::config::MAX_WORKERS)
-    });
+    let workers = worker_count(&config);
     if config.relay.user.is_some() && nix::unistd::getuid().is_root() {
         // Before the first thread: threads inherit the bounding set of their creator.
         crate::privilege::cut_bounding_set()?;
@@ -453,33 +446,10 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let (events, inbox) = mpsc::channel();
     let signal_handle = spawn_signals(events.clone())?;
     // Subscribe to link changes before the interfaces are first read, so none is missed.
-    let _links = links::Watch::spawn({
-        let events = std::sync::Mutex::new(events.clone());
-        move || {
-            events
-                .lock()
-                .is_ok_and(|tx| tx.send(Event::LinksChanged).is_ok())
-        }
-    })
-    .map_err(|e| log::warn!("cannot follow interface changes ({e}); `mcr reload` re-reads them"))
-    .ok();
+    let _links = watch_links(&events);
     let links = links::read(interface_names(&config));
-    let nofile = crate::limits::raise_nofile().unwrap_or_else(|e| {
-        log::warn!("cannot read or raise the open-file limit: {e}");
-        u64::MAX
-    });
-    let need = Descriptors::estimate(&config, workers, Limits::read());
-    need.fit(nofile).map_err(RunError::Descriptors)?;
-    log::info!("open files: about {} needed, limit {nofile}", need.total());
-    let on_worker_exit: crate::worker::OnExit = {
-        let events = std::sync::Mutex::new(events.clone());
-        std::sync::Arc::new(move |id, reason| {
-            if let Ok(tx) = events.lock() {
-                let _ = tx.send(Event::WorkerDied(id, reason));
-            }
-        })
-    };
-    let mut relay = Relay::start(&config, &links, workers, on_worker_exit)?;
+    fit_descriptors(&config, workers)?;
+    let mut relay = Relay::start(&config, &links, workers, worker_exit_events(&events))?;
     log_waiting(&BTreeMap::new(), &relay.table().missing());
     let queriers = open_queriers(&config, &events);
     let mut services = match start_services(opts, &config, &events) {
@@ -499,25 +469,7 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     // Before READY=1: ready means the drop is in place too.
     let mut stack_drop = StackDrop::new();
     sync_stack_drop(&mut stack_drop, &relay, config.relay.local_delivery);
-    let table = relay.table();
-    log::info!(
-        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, \
-         receive rings {} of {}, egress {}, config {}",
-        table.flows().len(),
-        table.memberships().len(),
-        table.input_ifindexes().len(),
-        relay.helper_sockets(),
-        workers,
-        crate::config::format_size(relay.ring_memory().0),
-        crate::config::format_size(relay.ring_memory().1),
-        config.relay.egress.name(),
-        opts.config.display()
-    );
-    let ready = ready_status(&relay);
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&ready),
-    ]);
+    announce_ready(&relay, &config, opts);
 
     let mut state = State {
         config_path: opts.config.clone(),
@@ -556,6 +508,80 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         state.reloads_failed
     );
     ended
+}
+
+/// `[relay] workers`, else one per online CPU — or one when a flow merges its inputs (a
+/// merged flow's paths meet on one worker: see `merge`).
+fn worker_count(config: &Config) -> usize {
+    config.relay.workers.map_or_else(
+        || {
+            if config.flows.iter().any(|f| f.merge) {
+                return 1;
+            }
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get())
+                .min(crate::config::MAX_WORKERS)
+        },
+        |w| w.get(),
+    )
+}
+
+/// Follows link changes as `LinksChanged` events; a failure is logged (reloads re-read the
+/// interfaces).
+fn watch_links(events: &mpsc::Sender<Event>) -> Option<links::Watch> {
+    let events = std::sync::Mutex::new(events.clone());
+    links::Watch::spawn(move || {
+        events
+            .lock()
+            .is_ok_and(|tx| tx.send(Event::LinksChanged).is_ok())
+    })
+    .map_err(|e| log::warn!("cannot follow interface changes ({e}); `mcr reload` re-reads them"))
+    .ok()
+}
+
+/// Raises the open-file limit and refuses a config that needs more descriptors than it.
+fn fit_descriptors(config: &Config, workers: usize) -> Result<(), RunError> {
+    let nofile = crate::limits::raise_nofile().unwrap_or_else(|e| {
+        log::warn!("cannot read or raise the open-file limit: {e}");
+        u64::MAX
+    });
+    let need = Descriptors::estimate(config, workers, Limits::read());
+    need.fit(nofile).map_err(RunError::Descriptors)?;
+    log::info!("open files: about {} needed, limit {nofile}", need.total());
+    Ok(())
+}
+
+/// A worker that ends by itself becomes a `WorkerDied` event for the control thread.
+fn worker_exit_events(events: &mpsc::Sender<Event>) -> crate::worker::OnExit {
+    let events = std::sync::Mutex::new(events.clone());
+    std::sync::Arc::new(move |id, reason| {
+        if let Ok(tx) = events.lock() {
+            let _ = tx.send(Event::WorkerDied(id, reason));
+        }
+    })
+}
+
+/// Logs the ready line and tells systemd (`READY=1` with a status).
+fn announce_ready(relay: &Relay, config: &Config, opts: &RunOptions) {
+    let table = relay.table();
+    log::info!(
+        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, \
+         receive rings {} of {}, egress {}, config {}",
+        table.flows().len(),
+        table.memberships().len(),
+        table.input_ifindexes().len(),
+        relay.helper_sockets(),
+        relay.worker_count(),
+        crate::config::format_size(relay.ring_memory().0),
+        crate::config::format_size(relay.ring_memory().1),
+        config.relay.egress.name(),
+        opts.config.display()
+    );
+    let ready = ready_status(relay);
+    let _ = sd_notify::notify(&[
+        sd_notify::NotifyState::Ready,
+        sd_notify::NotifyState::Status(&ready),
+    ]);
 }
 
 /// The IGMP querier, unless `querier = "off"`; a failure to open it is logged, not fatal
