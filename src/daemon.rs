@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+use signal_hook::consts::SIGHUP;
 
 use crate::config::{Config, IfName, RelaySettings};
 use crate::control::{self, Call, Command, ReloadOutcome, Reply, Status};
@@ -22,6 +22,12 @@ use crate::relay::Relay;
 use crate::stackdrop::{Drops, StackDrop};
 use crate::stats::Snapshot;
 use crate::table::interface_names;
+
+mod start;
+use start::{
+    announce_ready, fit_descriptors, open_queriers, ready_status, spawn_signals, watch_links,
+    worker_count, worker_exit_events,
+};
 
 /// Options of `mcr run`.
 #[derive(Debug, Clone)]
@@ -415,22 +421,6 @@ fn log_waiting(before: &BTreeMap<IfName, Vec<String>>, after: &BTreeMap<IfName, 
     }
 }
 
-/// One line for systemd's STATUS= and logs.
-fn ready_status(relay: &Relay) -> String {
-    let table = relay.table();
-    let waiting = table.flows().iter().filter(|f| f.ifindex.is_none()).count();
-
-    format!(
-        "{}, generation {}: {} flows ({} waiting for an interface), {} groups on {} interfaces",
-        relay.role().name(),
-        table.generation(),
-        table.flows().len(),
-        waiting,
-        table.memberships().len(),
-        table.input_ifindexes().len()
-    )
-}
-
 pub fn run(opts: &RunOptions) -> Result<(), RunError> {
     let mut parse_cache = crate::config::ParseCache::default();
     let (applied, config) = parse_cache.load(&opts.config)?;
@@ -508,120 +498,6 @@ pub fn run(opts: &RunOptions) -> Result<(), RunError> {
         state.reloads_failed
     );
     ended
-}
-
-/// `[relay] workers`, else one per online CPU — or one when a flow merges its inputs (a
-/// merged flow's paths meet on one worker: see `merge`).
-fn worker_count(config: &Config) -> usize {
-    config.relay.workers.map_or_else(
-        || {
-            if config.flows.iter().any(|f| f.merge) {
-                return 1;
-            }
-            std::thread::available_parallelism()
-                .map_or(1, |n| n.get())
-                .min(crate::config::MAX_WORKERS)
-        },
-        |w| w.get(),
-    )
-}
-
-/// Follows link changes as `LinksChanged` events; a failure is logged (reloads re-read the
-/// interfaces).
-fn watch_links(events: &mpsc::Sender<Event>) -> Option<links::Watch> {
-    let events = std::sync::Mutex::new(events.clone());
-    links::Watch::spawn(move || {
-        events
-            .lock()
-            .is_ok_and(|tx| tx.send(Event::LinksChanged).is_ok())
-    })
-    .map_err(|e| log::warn!("cannot follow interface changes ({e}); `mcr reload` re-reads them"))
-    .ok()
-}
-
-/// Raises the open-file limit and refuses a config that needs more descriptors than it.
-fn fit_descriptors(config: &Config, workers: usize) -> Result<(), RunError> {
-    let nofile = crate::limits::raise_nofile().unwrap_or_else(|e| {
-        log::warn!("cannot read or raise the open-file limit: {e}");
-        u64::MAX
-    });
-    let need = Descriptors::estimate(config, workers, Limits::read());
-    need.fit(nofile).map_err(RunError::Descriptors)?;
-    log::info!("open files: about {} needed, limit {nofile}", need.total());
-    Ok(())
-}
-
-/// A worker that ends by itself becomes a `WorkerDied` event for the control thread.
-fn worker_exit_events(events: &mpsc::Sender<Event>) -> crate::worker::OnExit {
-    let events = std::sync::Mutex::new(events.clone());
-    std::sync::Arc::new(move |id, reason| {
-        if let Ok(tx) = events.lock() {
-            let _ = tx.send(Event::WorkerDied(id, reason));
-        }
-    })
-}
-
-/// Logs the ready line and tells systemd (`READY=1` with a status).
-fn announce_ready(relay: &Relay, config: &Config, opts: &RunOptions) {
-    let table = relay.table();
-    log::info!(
-        "ready: {} flows, {} groups joined on {} interfaces ({} helper sockets), {} workers, \
-         receive rings {} of {}, egress {}, config {}",
-        table.flows().len(),
-        table.memberships().len(),
-        table.input_ifindexes().len(),
-        relay.helper_sockets(),
-        relay.worker_count(),
-        crate::config::format_size(relay.ring_memory().0),
-        crate::config::format_size(relay.ring_memory().1),
-        config.relay.egress.name(),
-        opts.config.display()
-    );
-    let ready = ready_status(relay);
-    let _ = sd_notify::notify(&[
-        sd_notify::NotifyState::Ready,
-        sd_notify::NotifyState::Status(&ready),
-    ]);
-}
-
-/// The IGMP querier, unless `querier = "off"`; a failure to open it is logged, not fatal
-/// (forwarding does not need it).
-fn open_queriers(config: &Config, events: &mpsc::Sender<Event>) -> Option<Queriers> {
-    let relay = &config.relay;
-    if relay.querier == crate::config::QuerierMode::Off {
-        return None;
-    }
-    let events = std::sync::Mutex::new(events.clone());
-    let heard = move |ifindex, src| {
-        events
-            .lock()
-            .is_ok_and(|tx| tx.send(Event::QueryHeard(ifindex, src)).is_ok())
-    };
-    match Queriers::open(relay.querier, relay.query_interval, heard) {
-        Ok(q) => Some(q),
-        Err(e) => {
-            log::warn!("no IGMP querier ({e}); snooping switches without a querier will age out mcr's groups");
-            None
-        }
-    }
-}
-
-/// Forwards SIGINT, SIGTERM and SIGHUP to the control thread as events.
-fn spawn_signals(events: mpsc::Sender<Event>) -> Result<signal_hook::iterator::Handle, RunError> {
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])
-        .map_err(RunError::Signals)?;
-    let handle = signals.handle();
-    std::thread::Builder::new()
-        .name("mcr-signals".into())
-        .spawn(move || {
-            for s in signals.forever() {
-                if events.send(Event::Signal(s)).is_err() {
-                    break;
-                }
-            }
-        })
-        .map_err(RunError::Signals)?;
-    Ok(handle)
 }
 
 /// What runs beside the relay and ends with it: the file watch and the control socket (the
