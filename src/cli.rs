@@ -485,6 +485,9 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
             "{:<30} {:<8} {:>12} {:>14} {:>10.0} {:>9.2} {:>9} {:>8} {:>8}",
             f.name, f.state, f.packets, f.bytes, f.pps, f.mbps, idle, "", ""
         );
+        if let Some(n) = f.recovered {
+            let _ = writeln!(out, "  recovered (delivered by one path only): {n}");
+        }
         for i in &f.inputs {
             let only = i
                 .only_this_path

@@ -422,6 +422,7 @@ impl Relay {
                                 .iter()
                                 .map(|i| (&i.spec, &*i.stats, f.input_state(i, now_ns).name())),
                         );
+                        s.recovered = s.inputs.iter().map(|i| i.only_this_path).sum();
                     }
                     s.outputs = f
                         .outputs

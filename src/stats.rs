@@ -259,6 +259,10 @@ pub struct FlowSnapshot {
     /// A merged flow's paths, in the config's order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inputs: Vec<InputSnapshot>,
+    /// A merged pair's recovered packets: sequence numbers only one path delivered (the
+    /// sum of `only_this_path`), which a single feed would have lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovered: Option<u64>,
 }
 
 /// What one path of a merged flow delivered.
@@ -472,10 +476,13 @@ impl Snapshot {
                     )
                 })
                 .collect();
+            let recovered = f
+                .recovered
+                .map_or(String::new(), |n| format!(" recovered={n}"));
             let paths = if paths.is_empty() {
                 String::new()
             } else {
-                format!(" paths=[{}]", paths.join(", "))
+                format!(" paths=[{}]{recovered}", paths.join(", "))
             };
             lines.push(format!(
                 "flow {} in={}/{}B{}{}{}{} out=[{}]",

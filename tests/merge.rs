@@ -119,6 +119,7 @@ fn merge_two_lossy_paths(extra: &str) -> (u64, u64) {
         (lost_red.len() - both.len()) as u64,
         "{f}"
     );
+    assert_eq!(num(f, "recovered"), recovered as u64, "{f}");
     let rtp = &f["rtp"];
     assert_eq!(rtp["lost"], both.len() as i64, "{f}");
     assert_eq!(
