@@ -102,10 +102,6 @@ impl Playout {
         (self.held > 0).then(|| self.arrivals.front().map_or(u64::MAX, |&(_, d)| d))
     }
 
-    pub fn is_idle(&self) -> bool {
-        self.held == 0
-    }
-
     /// Copies the first copy of `seq` (arrived at `now_ns`) into the buffer, flushing `out`
     /// first when the slot's previous payload may still be in flight. A number far ahead (a
     /// window or more past the next to release) first releases or gives up what is in
@@ -191,39 +187,34 @@ impl Playout {
     /// Sends the consecutive held packets from the next number.
     fn release_run(&mut self, out: &mut dyn Sink) {
         let Some(mut next) = self.next else { return };
-        loop {
-            let i = usize::from(next & (self.window - 1));
-            let slot = &mut self.slots[i];
-            if !slot.held {
-                break;
-            }
-            slot.held = false;
-            slot.sent_in = out.batch();
-            self.held -= 1;
-            out.send(
-                &self.data[i * SLOT_BYTES..][..usize::from(slot.len)],
-                slot.tos,
-            );
+        while self.send_slot(next, out) {
             next = next.wrapping_add(1);
         }
         self.next = Some(next);
+    }
+
+    /// Sends the packet held for `seq`, if one is: true when there was.
+    fn send_slot(&mut self, seq: u16, out: &mut dyn Sink) -> bool {
+        let i = usize::from(seq & (self.window - 1));
+        let slot = &mut self.slots[i];
+        if !slot.held {
+            return false;
+        }
+        slot.held = false;
+        slot.sent_in = out.batch();
+        self.held -= 1;
+        out.send(
+            &self.data[i * SLOT_BYTES..][..usize::from(slot.len)],
+            slot.tos,
+        );
+        true
     }
 
     /// Releases or gives up every number before `to`.
     fn advance_to(&mut self, to: u16, out: &mut dyn Sink) {
         let Some(mut next) = self.next else { return };
         while next != to {
-            let i = usize::from(next & (self.window - 1));
-            let slot = &mut self.slots[i];
-            if slot.held {
-                slot.held = false;
-                slot.sent_in = out.batch();
-                self.held -= 1;
-                out.send(
-                    &self.data[i * SLOT_BYTES..][..usize::from(slot.len)],
-                    slot.tos,
-                );
-            } else {
+            if !self.send_slot(next, out) {
                 self.given_up += 1;
             }
             next = next.wrapping_add(1);
@@ -287,7 +278,7 @@ mod tests {
                 "released without waiting"
             );
         }
-        assert!(p.is_idle());
+        assert_eq!(p.deadline(), None, "nothing held");
     }
 
     #[test]

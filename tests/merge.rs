@@ -53,15 +53,14 @@ fn merge_two_lossy_paths(extra: &str) -> (u64, u64) {
         .concat(),
     );
     std::thread::sleep(Duration::from_millis(10));
-    let blue = {
-        let mut cmd = t.gen.command(common::MCR);
-        cmd.args(["gen", "--interface", "up1", "--json"])
-            .args(["--group", "239.2.2.1", "--drop-percent", "5", "--seed", "2"])
-            .args(common);
-        let p = common::Proc::spawn(cmd, &t.dir, "gen-blue");
-        t.procs.push(p);
-        t.procs.len() - 1
-    };
+    let blue = t.spawn_gen_on(
+        "up1",
+        &[
+            &["--group", "239.2.2.1", "--drop-percent", "5", "--seed", "2"][..],
+            &common,
+        ]
+        .concat(),
+    );
     let (red, blue) = (t.gen_report(red), t.gen_report(blue));
     let (lost_red, lost_blue) = (dropped(&red), dropped(&blue));
     assert!(

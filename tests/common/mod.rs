@@ -485,8 +485,13 @@ impl Topology {
 impl Topology {
     /// Starts `mcr gen` in the background; collect it with [`Topology::gen_report`].
     pub fn spawn_gen(&mut self, args: &[&str]) -> usize {
+        self.spawn_gen_on("up0", args)
+    }
+
+    /// [`Topology::spawn_gen`] from gen interface `iface`.
+    pub fn spawn_gen_on(&mut self, iface: &str, args: &[&str]) -> usize {
         let mut cmd = self.gen.command(MCR);
-        cmd.args(["gen", "--interface", "up0", "--json"]).args(args);
+        cmd.args(["gen", "--interface", iface, "--json"]).args(args);
         let p = Proc::spawn(cmd, &self.dir, &format!("gen-{}", self.procs.len()));
         self.procs.push(p);
         self.procs.len() - 1
