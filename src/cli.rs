@@ -527,7 +527,13 @@ fn render_stats(snap: &crate::stats::Snapshot) -> String {
         }
     }
     let drops: Vec<String> = snap.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let _ = writeln!(out, "frames={} drops: {}", snap.frames, drops.join(" "));
+    let _ = writeln!(
+        out,
+        "frames={} sends={} drops: {}",
+        snap.frames,
+        snap.sends,
+        drops.join(" ")
+    );
     out
 }
 

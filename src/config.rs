@@ -96,6 +96,16 @@ pub const DEFAULT_RING_MEMORY: u64 = 256 << 20;
 /// Bounds of `ring_memory`: one minimal ring up to what no host should lock in rings.
 pub const RING_MEMORY_RANGE: (u64, u64) = (1 << 20, 64 << 30);
 
+/// How long a worker under load waits for more packets before a round, unless
+/// `[relay] batch_delay` says otherwise (see `coalesce`): at 230k pps it gathers ~11 packets
+/// per send; it never waits where it would gather fewer than 4 (below 80k pps).
+pub const DEFAULT_BATCH_DELAY: Duration = Duration::from_micros(50);
+
+/// Bounds of a non-zero `batch_delay`: below a microsecond the timer costs more than it
+/// saves; a millisecond is the most latency coalescing may add.
+pub const BATCH_DELAY_RANGE: (Duration, Duration) =
+    (Duration::from_micros(1), Duration::from_millis(1));
+
 /// A validated configuration file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Config {
@@ -134,6 +144,8 @@ pub struct RelaySettings {
     pub loop_guard: Option<Duration>,
     /// Bytes all receive rings (one per worker per input interface) may use together.
     pub ring_memory: u64,
+    /// Under load, how long a worker waits for more packets before a round; zero: never.
+    pub batch_delay: Duration,
     /// Whether relayed datagrams also go up the host's IP stack to local sockets (flows may
     /// override it); `false` drops them at the input interface's ingress hook, after mcr's
     /// ring has its copy (see `stackdrop`).
@@ -209,6 +221,7 @@ impl Default for RelaySettings {
             query_interval: DEFAULT_QUERY_INTERVAL,
             loop_guard: Some(DEFAULT_LOOP_GUARD),
             ring_memory: DEFAULT_RING_MEMORY,
+            batch_delay: DEFAULT_BATCH_DELAY,
             local_delivery: false,
             role_standby: false,
         }

@@ -47,7 +47,8 @@ struct Control([u8; 64]);
 /// address and the two control values are written.
 struct Slot {
     header: [u8; MAX_HEADER_LEN],
-    iov: [libc::iovec; 2],
+    /// `[headers, payload]`; a frame run appends its further payloads.
+    iov: [libc::iovec; 1 + MAX_RUN],
     msg: libc::msghdr,
     addr: libc::sockaddr_in,
     control: Control,
@@ -61,6 +62,39 @@ struct Slot {
     /// Offsets in `control6` of the `IPV6_HOPLIMIT` and `IPV6_TCLASS` values.
     hops_at: usize,
     tclass_at: usize,
+    /// The first send's token, its payload length field holding the whole run's.
+    token: u64,
+    /// Datagrams this send carries (more than one: a frame run).
+    packets: u16,
+    /// A frame run's key, segment length and TOS; `segment` 0 once it takes no more.
+    template: *const frame::FrameTemplate,
+    segment: u16,
+    tos: u8,
+}
+
+/// Most datagrams one frame send carries as a run (UDP segmentation offload): the kernel's
+/// `UDP_MAX_SEGMENTS` was 64 before Linux 6.16 raised it, and a ring batch is no larger.
+pub const MAX_RUN: usize = 64;
+
+/// Entries of the open-run table: direct-mapped by template address, so finding an
+/// output's run is O(1) however many outputs a batch sends to; two outputs that collide only
+/// lose runs, never order.
+const OPEN_RUNS: usize = 64;
+
+/// The latest frame send of one (socket, template) in batch `batch`: where the next payload
+/// of that output may join. An entry of an earlier batch is empty.
+#[derive(Clone, Copy)]
+struct OpenRun {
+    template: *const frame::FrameTemplate,
+    fd: RawFd,
+    slot: u32,
+    batch: u64,
+}
+
+/// The open-run entry of `template`.
+#[inline]
+fn open_run_index(template: *const frame::FrameTemplate) -> usize {
+    ((template as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 58) as usize
 }
 
 /// One worker's io_uring for sends.
@@ -68,15 +102,20 @@ pub struct Egress {
     ring: IoUring,
     queued: usize,
     slots: Box<[Slot]>,
+    /// Whether consecutive frames of an output are sent as one run (see [`runs_supported`]).
+    runs: bool,
+    open: [OpenRun; OPEN_RUNS],
     /// Flushes so far: the number of the batch being filled. Memory a send of this batch
     /// points into must not change until the count moves.
     flushes: u64,
+    /// Sends submitted so far (a run counts once).
+    sends: u64,
 }
 
 impl Egress {
     /// A ring with `entries` submission slots. Must be created on the thread that uses it
     /// (`SINGLE_ISSUER` + `DEFER_TASKRUN`).
-    pub fn new(entries: u32) -> io::Result<Egress> {
+    pub fn new(entries: u32, runs: bool) -> io::Result<Egress> {
         let ring = IoUring::builder()
             .setup_single_issuer()
             .setup_defer_taskrun()
@@ -87,7 +126,7 @@ impl Egress {
             iov: [libc::iovec {
                 iov_base: std::ptr::null_mut(),
                 iov_len: 0,
-            }; 2],
+            }; 1 + MAX_RUN],
             // SAFETY: `msghdr` and `sockaddr_in` are plain data; all zeros is valid.
             msg: unsafe { std::mem::zeroed() },
             // SAFETY: as above.
@@ -104,6 +143,11 @@ impl Egress {
             dgram6: unsafe { std::mem::zeroed() },
             hops_at: 0,
             tclass_at: 0,
+            token: 0,
+            packets: 0,
+            template: std::ptr::null(),
+            segment: 0,
+            tos: 0,
         };
         let mut slots: Box<[Slot]> = (0..ring.params().sq_entries()).map(|_| slot()).collect();
         // The descriptors point into their own slot, which never moves (boxed slice): set once.
@@ -139,11 +183,20 @@ impl Egress {
             slot.hops_at = hops_at;
             slot.tclass_at = tclass_at;
         }
+        let closed = OpenRun {
+            template: std::ptr::null(),
+            fd: -1,
+            slot: 0,
+            batch: u64::MAX,
+        };
         Ok(Egress {
             ring,
             queued: 0,
             flushes: 0,
+            sends: 0,
             slots,
+            runs,
+            open: [closed; OPEN_RUNS],
         })
     }
 
@@ -174,7 +227,9 @@ impl Egress {
         }
     }
 
-    /// Queues a frame: headers from `template` in this send's slot, then `payload`.
+    /// Queues a frame: headers from `template` in this send's slot, then `payload` — or, when
+    /// the output's latest frame in this batch is a run that can take it, appends `payload`
+    /// to that run (see [`Egress::join_run`]).
     ///
     /// # Safety
     /// As for [`Egress::push_route`].
@@ -187,7 +242,14 @@ impl Egress {
         tos: u8,
         token: u64,
     ) -> bool {
-        let Some(slot) = self.slots.get_mut(self.queued) else {
+        let key: *const frame::FrameTemplate = template;
+        let open = self.open[open_run_index(key)];
+        let same = open.batch == self.flushes && open.template == key && open.fd == fd;
+        if self.runs && same && self.join_run(open.slot as usize, template, payload, tos) {
+            return true;
+        }
+        let at = self.queued;
+        let Some(slot) = self.slots.get_mut(at) else {
             return false;
         };
         slot.iov[0].iov_len = template.fill(&mut slot.header, payload.len(), tos);
@@ -195,15 +257,74 @@ impl Egress {
             iov_base: payload.as_ptr() as *mut libc::c_void,
             iov_len: payload.len(),
         };
+        slot.msg.msg_iovlen = 2;
+        slot.token = token;
+        slot.packets = 1;
+        slot.template = key;
+        slot.segment = if payload.is_empty() {
+            0
+        } else {
+            payload.len() as u16
+        };
+        slot.tos = tos;
         let entry = opcode::SendMsg::new(types::Fd(fd), &slot.msg)
             .flags(libc::MSG_DONTWAIT as u32)
             .build()
-            .user_data(token);
+            .user_data(at as u64);
         // SAFETY: the slot (headers, iovecs, msghdr) is not touched again before `flush` has
-        // waited for this entry (module docs); `payload` and `fd` are the caller's promise.
+        // waited for this entry, except by `join_run`, which only appends to it before the
+        // batch is submitted (module docs); `payload` and `fd` are the caller's promise.
         let pushed = unsafe { self.ring.submission().push(&entry) }.is_ok();
-        self.queued += usize::from(pushed);
+        if pushed {
+            self.queued += 1;
+            self.open[open_run_index(key)] = OpenRun {
+                template: key,
+                fd,
+                slot: at as u32,
+                batch: self.flushes,
+            };
+        }
         pushed
+    }
+
+    /// Appends `payload` to the run queued in slot `at` if it can carry it: same TOS, a
+    /// payload no longer than the run's segments (a shorter one ends the run, as UDP
+    /// segmentation allows only the last segment to be short), room for one more. The run's
+    /// headers are rewritten for its new length; it is submitted with the batch.
+    #[inline]
+    fn join_run(
+        &mut self,
+        at: usize,
+        template: &frame::FrameTemplate,
+        payload: &[u8],
+        tos: u8,
+    ) -> bool {
+        let slot = &mut self.slots[at];
+        let segment = usize::from(slot.segment);
+        let packets = usize::from(slot.packets);
+        let total = (slot.token & 0xffff) as usize;
+        if segment == 0
+            || slot.tos != tos
+            || payload.len() > segment
+            || payload.is_empty()
+            || packets == MAX_RUN
+            || total + payload.len() > frame::MAX_RUN_PAYLOAD
+        {
+            return false;
+        }
+        let total = total + payload.len();
+        slot.iov[1 + packets] = libc::iovec {
+            iov_base: payload.as_ptr() as *mut libc::c_void,
+            iov_len: payload.len(),
+        };
+        slot.msg.msg_iovlen = 2 + packets;
+        slot.packets += 1;
+        slot.token = slot.token & !0xffff | total as u64;
+        if payload.len() < segment {
+            slot.segment = 0;
+        }
+        slot.iov[0].iov_len = template.fill_run(&mut slot.header, segment, total, tos);
+        true
     }
 
     /// Queues a datagram of `payload` to `dest` on the UDP socket `fd`; `token` comes back
@@ -247,10 +368,12 @@ impl Egress {
             iov_base: payload.as_ptr() as *mut libc::c_void,
             iov_len: payload.len(),
         };
+        slot.token = token;
+        slot.packets = 1;
         let entry = opcode::SendMsg::new(types::Fd(fd), msg)
             .flags(libc::MSG_DONTWAIT as u32)
             .build()
-            .user_data(token);
+            .user_data(self.queued as u64);
         // SAFETY: as in `push_frame`: the slot is not touched again before `flush` has waited
         // for this entry; `payload` and `fd` are the caller's promise.
         let pushed = unsafe { self.ring.submission().push(&entry) }.is_ok();
@@ -264,8 +387,10 @@ impl Egress {
     }
 
     /// Submits everything queued with one `io_uring_enter`, waits until all of it completed
-    /// (with `MSG_DONTWAIT` that is inline) and reports each `(token, result)`.
-    pub fn flush(&mut self, mut on_complete: impl FnMut(u64, i32)) -> io::Result<()> {
+    /// (with `MSG_DONTWAIT` that is inline) and reports each send as `(token, result,
+    /// datagrams)`: a run reports its first token with the payload length of the whole run,
+    /// and one result for all its datagrams.
+    pub fn flush(&mut self, mut on_complete: impl FnMut(u64, i32, u16)) -> io::Result<()> {
         let mut outstanding = self.queued;
         while outstanding > 0 {
             match self.ring.submit_and_wait(outstanding) {
@@ -275,18 +400,45 @@ impl Egress {
                 Err(e) => return Err(e),
             }
             for cqe in self.ring.completion() {
-                on_complete(cqe.user_data(), cqe.result());
+                let slot = &self.slots[cqe.user_data() as usize];
+                on_complete(slot.token, cqe.result(), slot.packets);
                 outstanding -= 1;
             }
         }
+        self.sends += self.queued as u64;
         self.queued = 0;
         self.flushes += 1;
         Ok(())
     }
 
+    /// Sends submitted so far; a run of datagrams sent as one counts once.
+    pub fn sends(&self) -> u64 {
+        self.sends
+    }
+
     /// The batch being filled (see `flushes`).
     pub fn batch(&self) -> u64 {
         self.flushes
+    }
+}
+
+/// Whether this kernel accepts a run of UDP datagrams in one packet-socket frame
+/// (`VIRTIO_NET_HDR_GSO_UDP_L4` in the virtio header, Linux 6.2 and later). On older kernels
+/// every datagram is its own send, as before runs existed.
+pub fn runs_supported() -> bool {
+    let Ok(release) = nix::sys::utsname::uname() else {
+        return false;
+    };
+    kernel_at_least(&release.release().to_string_lossy(), (6, 2))
+}
+
+/// Whether a kernel release string ("6.18.44-fc", "6.1.0-28-amd64") is `want` or later.
+fn kernel_at_least(release: &str, want: (u32, u32)) -> bool {
+    let mut parts = release.split(|c: char| !c.is_ascii_digit());
+    let mut next = || parts.next().and_then(|p| p.parse::<u32>().ok());
+    match (next(), next()) {
+        (Some(major), Some(minor)) => (major, minor) >= want,
+        _ => false,
     }
 }
 
@@ -343,7 +495,7 @@ mod tests {
         sys::setsockopt(rx.as_fd(), libc::IPPROTO_IP, libc::IP_RECVTTL, &1i32).unwrap();
         // One unconnected socket sends for every destination, as an interface's socket does.
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut egress = Egress::new(8).unwrap();
+        let mut egress = Egress::new(8, true).unwrap();
         let payloads: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 100 + i as usize]).collect();
         // Odd sends set DSCP i, even ones keep the input's TOS (here i << 2 | ECT(1)).
         let dests: Vec<Destination> = (0..20u8)
@@ -359,12 +511,12 @@ mod tests {
             let tos = in_tos(i as u8);
             // SAFETY: `payloads`, `dests` and `tx` outlive the flushes below.
             if !unsafe { egress.push_route(route, p, tos, i as u64) } {
-                egress.flush(|t, r| results.push((t, r))).unwrap();
+                egress.flush(|t, r, _| results.push((t, r))).unwrap();
                 // SAFETY: as above.
                 assert!(unsafe { egress.push_route(route, p, tos, i as u64) });
             }
         }
-        egress.flush(|t, r| results.push((t, r))).unwrap();
+        egress.flush(|t, r, _| results.push((t, r))).unwrap();
         assert_eq!(egress.queued(), 0);
         results.sort();
         let expect: Vec<(u64, i32)> = (0..20).map(|i| (i, 100 + i as i32)).collect();
@@ -416,10 +568,119 @@ mod tests {
         (buf[..n as usize].to_vec(), ttl, tos)
     }
 
+    /// Two output templates whose open-run entries differ (so the test does not depend on
+    /// where the allocator put them).
+    fn two_templates() -> (Box<frame::FrameTemplate>, Box<frame::FrameTemplate>) {
+        let make = |port: u16| {
+            Box::new(frame::FrameTemplate::new(
+                [2, 0, 0, 0, 0, 1],
+                "10.2.0.1:40000".parse().unwrap(),
+                SocketAddr::new("239.9.9.9".parse().unwrap(), port),
+                8,
+                None,
+                1500,
+            ))
+        };
+        let a = make(5000);
+        let mut kept = Vec::new();
+        loop {
+            let b = make(5001);
+            if open_run_index(&*a) != open_run_index(&*b) {
+                return (a, b);
+            }
+            kept.push(b); // keep it allocated so the next one lands elsewhere
+        }
+    }
+
+    /// Queues `(template, payload length, tos)` frames and returns each send as
+    /// (first token, payload bytes, datagrams). The socket is a UDP one, so every send fails
+    /// (no destination), which is enough to see how the frames were grouped.
+    fn grouping(runs: bool, frames: &[(&frame::FrameTemplate, usize, u8)]) -> Vec<(u64, u64, u16)> {
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let mut egress = Egress::new(128, runs).unwrap();
+        let payload = vec![7u8; 1472];
+        let mut sends = Vec::new();
+        for (i, (template, len, tos)) in frames.iter().enumerate() {
+            let route = Route::Frame {
+                fd: tx.as_raw_fd(),
+                template,
+            };
+            let token = (i as u64) << 32 | *len as u64;
+            // SAFETY: `payload` and `tx` outlive the flush below.
+            assert!(unsafe { egress.push_route(route, &payload[..*len], *tos, token) });
+        }
+        egress
+            .flush(|t, r, n| {
+                assert!(r < 0, "a UDP socket cannot send a frame");
+                sends.push((t >> 32, t & 0xffff, n));
+            })
+            .unwrap();
+        assert_eq!(egress.sends(), sends.len() as u64);
+        sends.sort();
+        sends
+    }
+
+    #[test]
+    fn consecutive_frames_of_an_output_join_one_run_until_they_cannot() {
+        let (a, b) = two_templates();
+        let (a, b) = (&*a, &*b);
+        // Five alike, a shorter one ends the run, the next starts another.
+        let f = [(a, 1000, 0); 5];
+        let mut frames = f.to_vec();
+        frames.extend([(a, 300, 0), (a, 1000, 0), (a, 1000, 0)]);
+        assert_eq!(grouping(true, &frames), [(0, 5300, 6), (6, 2000, 2)]);
+        // A longer one, or another TOS, starts a new run (which a shorter one may end).
+        let frames = [
+            (a, 500, 0),
+            (a, 500, 0),
+            (a, 600, 0),
+            (a, 500, 0),
+            (a, 500, 184),
+        ];
+        assert_eq!(
+            grouping(true, &frames),
+            [(0, 1000, 2), (2, 1100, 2), (4, 500, 1)]
+        );
+        // Two outputs interleaved: one run each, in order.
+        let frames = [
+            (a, 100, 0),
+            (b, 100, 0),
+            (a, 100, 0),
+            (b, 100, 0),
+            (a, 100, 0),
+        ];
+        assert_eq!(grouping(true, &frames), [(0, 300, 3), (1, 200, 2)]);
+        // Empty payloads never join.
+        assert_eq!(grouping(true, &[(a, 0, 0), (a, 0, 0)]).len(), 2);
+        // Runs off: one send per frame.
+        assert_eq!(grouping(false, &[(a, 100, 0); 3]).len(), 3);
+    }
+
+    #[test]
+    fn a_run_stops_at_max_run_datagrams_and_at_the_largest_ip_packet() {
+        let (a, _) = two_templates();
+        let a = &*a;
+        let sends = grouping(true, &[(a, 100, 0); 70]);
+        assert_eq!(sends, [(0, 6400, 64), (64, 600, 6)]);
+        // 1400-byte payloads: 46 fit in 65,507 bytes.
+        let sends = grouping(true, &[(a, 1400, 0); 50]);
+        assert_eq!(sends, [(0, 46 * 1400, 46), (46, 4 * 1400, 4)]);
+    }
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(kernel_at_least("6.18.44-fc-v857", (6, 2)));
+        assert!(kernel_at_least("6.2.0", (6, 2)));
+        assert!(!kernel_at_least("6.1.0-28-amd64", (6, 2)));
+        assert!(!kernel_at_least("5.19.17", (6, 2)));
+        assert!(kernel_at_least("10.0", (6, 2)));
+        assert!(!kernel_at_least("garbage", (6, 2)));
+    }
+
     #[test]
     fn a_failed_send_is_a_result_not_an_error() {
         let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let mut egress = Egress::new(4).unwrap();
+        let mut egress = Egress::new(4, true).unwrap();
         let data = [1u8; 10];
         let dest = to("127.0.0.1:0".parse().unwrap(), 8, None); // port 0: EINVAL
         let route = Route::Datagram {
@@ -429,7 +690,7 @@ mod tests {
         // SAFETY: `data`, `dest` and `tx` outlive the flush.
         assert!(unsafe { egress.push_route(route, &data, 0, 7) });
         let mut got = Vec::new();
-        egress.flush(|t, r| got.push((t, r))).unwrap();
+        egress.flush(|t, r, _| got.push((t, r))).unwrap();
         assert_eq!(got, vec![(7, -libc::EINVAL)]);
     }
 }

@@ -6,6 +6,7 @@
 //! See docs/ARCHITECTURE.md.
 
 pub mod cli;
+pub mod coalesce;
 pub mod config;
 pub mod control;
 pub mod daemon;

@@ -173,20 +173,21 @@ impl Default for OutputStats {
 }
 
 impl OutputStats {
-    /// Records one send's result as io_uring reports it: bytes sent, or a negative errno.
+    /// Records one send's result as io_uring reports it — payload bytes sent, or a negative
+    /// errno — for the `packets` datagrams it carried (a run: one result for all).
     #[inline]
-    pub fn record(&self, result: i32) {
+    pub fn record(&self, result: i32, packets: u64) {
         if result >= 0 {
-            self.packets.fetch_add(1, Relaxed);
+            self.packets.fetch_add(packets, Relaxed);
             self.bytes.fetch_add(result as u64, Relaxed);
             return;
         }
         let errno = -result;
         if errno == libc::EAGAIN || errno == libc::ENOBUFS {
-            self.egress_full.fetch_add(1, Relaxed);
+            self.egress_full.fetch_add(packets, Relaxed);
         } else {
-            self.send_errors.fetch_add(1, Relaxed);
-            self.by_errno[(errno as usize).min(MAX_ERRNO)].fetch_add(1, Relaxed);
+            self.send_errors.fetch_add(packets, Relaxed);
+            self.by_errno[(errno as usize).min(MAX_ERRNO)].fetch_add(packets, Relaxed);
         }
     }
 
@@ -228,6 +229,10 @@ pub struct Snapshot {
     pub frames: u64,
     /// Frames read per worker, in worker order.
     pub workers: Vec<u64>,
+    /// Sends submitted to the kernel (all workers): a run of datagrams sent as one counts
+    /// once, so `frames / sends` is how many datagrams a send carried on average.
+    #[serde(default)]
+    pub sends: u64,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
@@ -370,6 +375,8 @@ impl OutputSnapshot {
 #[derive(Debug, Default)]
 pub struct WorkerStats {
     pub frames: AtomicU64,
+    /// Sends submitted (see [`Snapshot::sends`]).
+    pub sends: AtomicU64,
     pub drops: DropCounters,
 }
 
@@ -382,6 +389,7 @@ impl Snapshot {
         for w in workers {
             let frames = w.frames.load(Relaxed);
             self.frames += frames;
+            self.sends += w.sends.load(Relaxed);
             self.workers.push(frames);
             for reason in Drop::ALL {
                 *self.drops.entry(reason.name().to_string()).or_insert(0) += w.drops.get(reason);
@@ -497,7 +505,12 @@ impl Snapshot {
             ));
         }
         let drops: Vec<String> = self.drops.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        lines.push(format!("frames={} drops: {}", self.frames, drops.join(" ")));
+        lines.push(format!(
+            "frames={} sends={} drops: {}",
+            self.frames,
+            self.sends,
+            drops.join(" ")
+        ));
         lines
     }
 }
@@ -509,18 +522,19 @@ mod tests {
     #[test]
     fn send_results_are_classified() {
         let s = OutputStats::default();
-        s.record(1000);
-        s.record(-libc::EAGAIN);
-        s.record(-libc::ENOBUFS);
-        s.record(-libc::ENETUNREACH);
-        s.record(-libc::ENETUNREACH);
-        s.record(-9999);
-        assert_eq!(s.packets.load(Relaxed), 1);
-        assert_eq!(s.bytes.load(Relaxed), 1000);
-        assert_eq!(s.egress_full.load(Relaxed), 2);
-        assert_eq!(s.send_errors.load(Relaxed), 3);
+        s.record(1000, 1);
+        s.record(3000, 3); // a run of three
+        s.record(-libc::EAGAIN, 1);
+        s.record(-libc::ENOBUFS, 4); // a run: every datagram in it
+        s.record(-libc::ENETUNREACH, 1);
+        s.record(-libc::ENETUNREACH, 2);
+        s.record(-9999, 1);
+        assert_eq!(s.packets.load(Relaxed), 4);
+        assert_eq!(s.bytes.load(Relaxed), 4000);
+        assert_eq!(s.egress_full.load(Relaxed), 5);
+        assert_eq!(s.send_errors.load(Relaxed), 4);
         let by = s.errors_by_errno();
-        assert!(by.contains(&("ENETUNREACH".to_string(), 2)), "{by:?}");
+        assert!(by.contains(&("ENETUNREACH".to_string(), 3)), "{by:?}");
         assert_eq!(by.len(), 2);
     }
 

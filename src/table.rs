@@ -21,6 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use rustc_hash::FxHashMap;
 
@@ -240,6 +241,8 @@ pub struct Table {
     guard: Arc<LoopGuard>,
     /// The sockets of every (output interface, source) that has them, shared by its outputs.
     senders: BTreeMap<SenderKey, Arc<InterfaceSockets>>,
+    /// `[relay] batch_delay`: how long a worker under load waits before a round.
+    batch_delay: Duration,
 }
 
 /// Every interface a config names, inputs and outputs.
@@ -334,6 +337,7 @@ impl Table {
             links: LinkView::new(),
             guard: Arc::default(),
             senders: BTreeMap::new(),
+            batch_delay: Duration::ZERO,
         }
     }
 
@@ -451,6 +455,7 @@ impl Table {
                 .map(|(n, f)| (n.clone(), f.clone()))
                 .collect(),
             guard: previous.map_or_else(Arc::default, |p| p.guard.clone()),
+            batch_delay: config.relay.batch_delay,
             senders: senders
                 .into_iter()
                 .filter_map(|(name, s)| Some((name, s.ok()?)))
@@ -467,6 +472,12 @@ impl Table {
     #[inline]
     pub fn guard(&self) -> &LoopGuard {
         &self.guard
+    }
+
+    /// How long a worker under load waits for more packets before a round (see `coalesce`).
+    #[inline]
+    pub fn batch_delay(&self) -> Duration {
+        self.batch_delay
     }
 
     /// The facts of every interface the table's config names, as compiled against.

@@ -21,7 +21,8 @@ use arc_swap::{ArcSwap, Cache};
 use nix::sys::eventfd::{EfdFlags, EventFd};
 use rustc_hash::{FxHashMap, FxHashSet};
 
-use crate::egress::Egress;
+use crate::coalesce::{self, Coalesce};
+use crate::egress::{self, Egress};
 use crate::ingress::Ring;
 use crate::playout::{Playout, Sink, Stored};
 use crate::role::Role;
@@ -82,7 +83,7 @@ impl Worker {
             .name(format!("mcr-worker-{id}"))
             .spawn(move || {
                 // The ring is single-issuer: it must be created by the thread that submits.
-                let egress = match Egress::new(EGRESS_ENTRIES) {
+                let egress = match Egress::new(EGRESS_ENTRIES, egress::runs_supported()) {
                     Ok(e) => {
                         let _ = started_tx.send(Ok(()));
                         e
@@ -104,7 +105,14 @@ impl Worker {
                     pollfds: Vec::new(),
                     playouts: FxHashMap::default(),
                     table_in_use: None,
+                    coalesce: Coalesce::default(),
                 };
+                // Waits of tens of microseconds (`batch_delay`) must not take the default
+                // 50 µs of slack on top; the call cannot fail for a valid value.
+                let slack = coalesce::TIMER_SLACK.as_nanos() as u64;
+                if let Err(e) = nix::sys::prctl::set_timerslack(slack) {
+                    log::debug!("worker {id}: PR_SET_TIMERSLACK: {e}");
+                }
                 let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| w.run()));
                 let reason = match ended {
                     Ok(Ok(())) => None,
@@ -172,6 +180,7 @@ struct Loop {
     /// with: a new table first releases them all.
     playouts: FxHashMap<usize, (u32, Playout)>,
     table_in_use: Option<Arc<Table>>,
+    coalesce: Coalesce,
 }
 
 impl Loop {
@@ -190,15 +199,26 @@ impl Loop {
             }
             let table = self.cache.load().clone();
             self.settle_playouts(&table)?;
+            let (mut frames, mut last_arrival) = (0, 0);
             for i in 0..self.rings.len() {
-                self.drain(i, &table)?;
+                let (n, last) = self.drain(i, &table)?;
+                frames += n;
+                last_arrival = last_arrival.max(last);
             }
             self.release_due(&table)?;
+            self.stats.sends.store(self.egress.sends(), Relaxed);
             if last_housekeeping.elapsed() >= HOUSEKEEPING {
                 self.collect_ring_stats();
                 #[cfg(feature = "fault-injection")]
                 fault::inject(self.id)?;
                 last_housekeeping = Instant::now();
+            }
+            let delay = table.batch_delay();
+            if let Some(wait) = self
+                .coalesce
+                .after_round(frames, BATCH, last_arrival, delay)
+            {
+                std::thread::sleep(wait);
             }
         }
     }
@@ -230,7 +250,7 @@ impl Loop {
             }
             out.result?;
         }
-        self.egress.flush(|t, r| complete(&old, t, r))?;
+        self.egress.flush(|t, r, n| complete(&old, t, r, n))?;
         let kept: FxHashSet<usize> = (table.flows().iter())
             .filter(|f| f.spec.merge && !f.spec.merge_delay.is_zero())
             .map(playout_key)
@@ -264,7 +284,7 @@ impl Loop {
             out.result?;
         }
         if sent {
-            self.egress.flush(|t, r| complete(table, t, r))?;
+            self.egress.flush(|t, r, n| complete(table, t, r, n))?;
         }
         Ok(())
     }
@@ -338,18 +358,21 @@ impl Loop {
         true
     }
 
-    /// Forwards up to one batch from ring `i`.
+    /// Forwards up to one batch from ring `i`; returns how many frames it took and the
+    /// receive timestamp of the last.
     #[allow(unsafe_code)] // sends from ring memory through `Copies::queue`; see SAFETY
-    fn drain(&mut self, i: usize, table: &Table) -> io::Result<()> {
+    fn drain(&mut self, i: usize, table: &Table) -> io::Result<(usize, u64)> {
         let ring = &self.rings[i];
         let ifindex = ring.ifindex();
         let drops = &self.stats.drops;
         let now_ns = crate::stats::monotonic_ns();
         let standby = self.role.is_standby();
         let mut n = 0;
+        let mut last_arrival = 0;
         while n < BATCH {
             let Some(frame) = ring.frame(n) else { break };
             n += 1;
+            last_arrival = frame.arrival_ns();
             if frame.vlan_tagged {
                 // Tagged frames belong to the VLAN interface, which has its own ring.
                 drops.add(Drop::Unsupported, 1);
@@ -434,12 +457,12 @@ impl Loop {
             out.result?;
         }
         if n == 0 {
-            return Ok(());
+            return Ok((0, 0));
         }
         self.stats.frames.fetch_add(n as u64, Relaxed);
-        self.egress.flush(|t, r| complete(table, t, r))?;
+        self.egress.flush(|t, r, n| complete(table, t, r, n))?;
         self.rings[i].release(n);
-        Ok(())
+        Ok((n, last_arrival))
     }
 
     /// Moves the kernel's ring-full drop counts into the worker's counters.
@@ -568,7 +591,7 @@ impl Sink for Copies<'_> {
 
     fn flush(&mut self) {
         let table = self.table;
-        if let Err(e) = self.egress.flush(|t, r| complete(table, t, r)) {
+        if let Err(e) = self.egress.flush(|t, r, n| complete(table, t, r, n)) {
             if self.result.is_ok() {
                 self.result = Err(e);
             }
@@ -638,15 +661,15 @@ fn playout_key(flow: &FlowEntry) -> usize {
         .map_or(0, |(m, _)| Arc::as_ptr(m) as *const u8 as usize)
 }
 
-/// Records one send's completion on the output its token names.
+/// Records one send's completion, of `packets` datagrams, on the output its token names.
 #[inline]
-fn complete(table: &Table, token: u64, result: i32) {
+fn complete(table: &Table, token: u64, result: i32, packets: u16) {
     let token = Token(token);
     if let Some(out) = table
         .flow(token.flow())
         .and_then(|f| f.outputs.get(token.output()))
     {
-        out.stats.record(token.outcome(result));
+        out.stats.record(token.outcome(result), u64::from(packets));
     }
 }
 

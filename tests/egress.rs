@@ -229,3 +229,92 @@ fn frames_carry_a_correct_udp_checksum_when_the_kernel_computes_it() {
     );
     t.stop_relay(relay);
 }
+
+/// Under load a worker waits `batch_delay` for more packets, and sends each output's run of
+/// alike datagrams as one frame that the kernel cuts back into datagrams (UDP segmentation).
+/// What leaves must be exactly what came in: every datagram, in order, intact, each with
+/// its own valid checksum, however sizes and TOS bytes interleave.
+#[test]
+fn runs_of_datagrams_leave_as_the_datagrams_that_came_in() {
+    let _s = serial();
+    let mut t = Topology::chain(1);
+    // Cut and checksummed by the kernel in software, as on a NIC without USO or checksum
+    // offload; the sink verifies every checksum.
+    t.relay.exec(&[
+        "ethtool",
+        "-K",
+        "out0",
+        "tx",
+        "off",
+        "tx-udp-segmentation",
+        "off",
+    ]);
+    let socket = t.dir.join("control.sock");
+    let config = config("packet").replace(
+        "egress = \"packet\"\n",
+        &format!(
+            "egress = \"packet\"\nbatch_delay = \"1ms\"\ncontrol_socket = \"{}\"\n",
+            socket.display()
+        ),
+    );
+    let relay = t.start_relay(&config);
+
+    // One stream at 20k pps: a 1 ms delay gathers ~20 datagrams a round.
+    let sink = t.start_sink(
+        0,
+        &["--group", "239.9.9.9", "--port", "5099", "--count", "6000"],
+    );
+    run_gen(&t, &gen_args("6000", "1000", "0"));
+    let report = t.sink_report(sink);
+    assert_clean(&report, 6000);
+    assert_eq!(num(&report, "bytes"), 6000 * 1000);
+    let stats = t.control_json("stats");
+    let (frames, sends) = (num(&stats, "frames"), num(&stats, "sends"));
+    assert_eq!(frames, 6000);
+    assert!(
+        sends * 4 <= frames,
+        "runs: {sends} sends for {frames} datagrams"
+    );
+
+    // Three streams at once, interleaved in the ring: 1000-byte and 300-byte payloads (a
+    // shorter one may end a run), and a third with another TOS (which must not join).
+    let sink = t.start_sink(
+        0,
+        &["--group", "239.9.9.9", "--port", "5099", "--count", "9000"],
+    );
+    let mut gens = Vec::new();
+    for (size, stream, tos) in [("1000", "1", "0"), ("300", "2", "0"), ("1000", "3", "184")] {
+        let mut args = gen_args("3000", size, stream);
+        args[7] = "10000".into(); // --rate
+        args.extend(["--tos".to_string(), tos.to_string()]);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        gens.push(t.spawn_gen(&args));
+    }
+    for g in gens {
+        assert_eq!(num(&t.gen_report(g), "sent"), 3000);
+    }
+    let report = t.sink_report(sink);
+    assert_clean(&report, 9000);
+    assert_eq!(num(&report, "bytes"), 3000 * (1000 + 300 + 1000));
+    assert_eq!(
+        (num(&report, "dscp_min"), num(&report, "dscp_max")),
+        (0, 46),
+        "each datagram keeps its own TOS: {report}"
+    );
+    assert_eq!(udp_counter(&t.sinks[0], "InCsumErrors"), 0);
+
+    let stats = t.stop_relay(relay);
+    let out = &flow(&stats, "f")["outputs"][0];
+    assert_eq!(num(out, "packets"), 15_000, "{out}");
+    assert_eq!(num(out, "bytes"), 6000 * 1000 + 3000 * 2300, "{out}");
+    assert_eq!(
+        num(out, "send_errors") + num(out, "egress_full"),
+        0,
+        "{out}"
+    );
+    assert_eq!(
+        udp_out_datagrams(&t.relay),
+        0,
+        "every datagram left as a frame"
+    );
+}

@@ -39,6 +39,7 @@ pub(super) struct RawRelay {
     pub query_interval: Option<Spanned<String>>,
     pub loop_guard: Option<Spanned<String>>,
     pub ring_memory: Option<Spanned<String>>,
+    pub batch_delay: Option<Spanned<String>>,
     pub local_delivery: Option<bool>,
     pub role: Option<Spanned<String>>,
 }

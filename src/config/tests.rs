@@ -210,7 +210,8 @@ fn relay_settings_are_read() {
         "[relay]\nworkers = 3\nstats_interval = \"250ms\"\nwatch = false\n\
          control_socket = \"/run/x.sock\"\nmetrics = \"127.0.0.1:9810\"\nuser = \"mcr\"\n\
          egress = \"udp\"\nidle_after = \"30s\"\nquerier = \"off\"\nquery_interval = \"30s\"\n\
-         loop_guard = \"off\"\nring_memory = \"1GiB\"\nlocal_delivery = true\nrole = \"standby\"\n",
+         loop_guard = \"off\"\nring_memory = \"1GiB\"\nlocal_delivery = true\nrole = \"standby\"\n\
+         batch_delay = \"120us\"\n",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -228,6 +229,7 @@ fn relay_settings_are_read() {
             query_interval: Duration::from_secs(30),
             loop_guard: None,
             ring_memory: 1 << 30,
+            batch_delay: Duration::from_micros(120),
             local_delivery: true,
             role_standby: true,
         }
@@ -239,6 +241,26 @@ fn relay_settings_are_read() {
     );
     let config = parse("[relay]\nstats_interval = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(config.relay.stats_interval, None);
+    let config = parse("[relay]\nbatch_delay = \"0s\"\n").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.relay.batch_delay,
+        Duration::ZERO,
+        "0s: coalescing off"
+    );
+}
+
+#[test]
+fn batch_delay_out_of_range_or_malformed_is_refused_at_its_span() {
+    for (value, what) in [
+        ("\"2ms\"", "is out of range"),
+        ("\"500ns\"", "is out of range"),
+        ("\"fast\"", "is not a duration"),
+    ] {
+        let err = parse(&format!("[relay]\nbatch_delay = {value}\n")).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("2:15: batch_delay"), "{text}");
+        assert!(text.contains(what) && text.contains("\"0s\""), "{text}");
+    }
 }
 
 #[test]

@@ -20,6 +20,7 @@ use std::path::Path;
 use toml::Spanned;
 
 mod addresses;
+mod relay;
 mod rtp;
 
 use super::address;
@@ -276,6 +277,11 @@ impl Validator<'_> {
             .as_ref()
             .and_then(|m| self.ring_memory(m))
             .unwrap_or(defaults.ring_memory);
+        let batch_delay = raw
+            .batch_delay
+            .as_ref()
+            .and_then(|d| self.batch_delay(d))
+            .unwrap_or(defaults.batch_delay);
         let role_standby = match raw.role.as_ref().map(|r| (r, r.get_ref().as_str())) {
             None | Some((_, "active")) => false,
             Some((_, "standby")) => true,
@@ -290,6 +296,7 @@ impl Validator<'_> {
         RelaySettings {
             role_standby,
             ring_memory,
+            batch_delay,
             loop_guard,
             idle_after,
             querier,
@@ -347,29 +354,6 @@ impl Validator<'_> {
                         raw.get_ref(),
                         humantime::format_duration(min),
                         humantime::format_duration(max)
-                    ),
-                );
-                None
-            }
-        }
-    }
-
-    /// A `ring_memory` size within [`RING_MEMORY_RANGE`], or `None` after recording why not.
-    fn ring_memory(&mut self, raw: &Spanned<String>) -> Option<u64> {
-        let (min, max) = super::RING_MEMORY_RANGE;
-        match super::parse_size(raw.get_ref()) {
-            Some(n) if (min..=max).contains(&n) => Some(n),
-            parsed => {
-                let what = if parsed.is_some() {
-                    "is out of range"
-                } else {
-                    "is not a size"
-                };
-                self.error(
-                    raw.span(),
-                    format!(
-                        "ring_memory {:?} {what}; write a size from \"1MiB\" to \"64GiB\" such as \"256MiB\" (the default), in B, KiB, MiB or GiB: all receive rings together (one per worker per input interface) use at most this much",
-                        raw.get_ref()
                     ),
                 );
                 None

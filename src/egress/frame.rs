@@ -47,6 +47,10 @@ pub const WIRE_HEADER_LEN_V6: usize = 14 + 40 + 8;
 pub const MAX_HEADER_LEN: usize = VNET_HDR_LEN + WIRE_HEADER_LEN_V6;
 
 const VIRTIO_NET_HDR_F_NEEDS_CSUM: u8 = 1;
+/// `gso_type` of a run of UDP datagrams cut at `gso_size` (Linux 6.2 and later).
+const VIRTIO_NET_HDR_GSO_UDP_L4: u8 = 5;
+/// Most payload bytes one run may carry: its IPv4 total length must fit 16 bits.
+pub const MAX_RUN_PAYLOAD: usize = 65535 - 20 - 8;
 /// The UDP checksum field within the UDP header.
 const CSUM_OFFSET: u16 = 6;
 
@@ -181,6 +185,33 @@ impl FrameTemplate {
     #[inline]
     pub fn fill(&self, out: &mut [u8; MAX_HEADER_LEN], payload_len: usize, in_tos: u8) -> usize {
         debug_assert!(self.fits(payload_len));
+        self.fill_len(out, payload_len, in_tos)
+    }
+
+    /// Writes the headers for a run of datagrams sent as one (UDP segmentation, see
+    /// [`MAX_RUN_PAYLOAD`]): `total_len` payload bytes cut into segments of `segment_len`
+    /// (the last may be shorter), each of which must [`fit`](Self::fits). The IP and UDP
+    /// lengths and the pseudo-header sum cover the whole run, as the kernel's own UDP GSO
+    /// output leaves them; the kernel (or a NIC with USO) writes each segment's own. Returns how
+    /// many bytes of `out` the headers take.
+    #[inline]
+    pub fn fill_run(
+        &self,
+        out: &mut [u8; MAX_HEADER_LEN],
+        segment_len: usize,
+        total_len: usize,
+        in_tos: u8,
+    ) -> usize {
+        debug_assert!(self.fits(segment_len) && segment_len > 0);
+        debug_assert!(total_len > segment_len && total_len <= MAX_RUN_PAYLOAD);
+        let n = self.fill_len(out, total_len, in_tos);
+        out[1] = VIRTIO_NET_HDR_GSO_UDP_L4;
+        out[4..6].copy_from_slice(&(segment_len as u16).to_ne_bytes());
+        n
+    }
+
+    #[inline]
+    fn fill_len(&self, out: &mut [u8; MAX_HEADER_LEN], payload_len: usize, in_tos: u8) -> usize {
         *out = self.header;
         let udp_len = (8 + payload_len) as u16;
         let tos = out_tos(self.dscp, in_tos);
@@ -284,6 +315,65 @@ mod tests {
             [1, 0, 42, 0, 0, 0, 34, 0, 6, 0],
             "legacy virtio header in host order, little-endian here"
         );
+    }
+
+    /// What the kernel's UDP segmentation (`__udp_gso_segment`, `inet_gso_segment`) makes of
+    /// a run: each segment gets its own IP total length and header checksum, UDP length, and
+    /// the run's partial sum adjusted from the run's UDP length to its own
+    /// (`csum16_add(csum16_sub(check, len), newlen)`); the device then completes the sum.
+    fn segments(header: &[u8], payload: &[u8], segment: usize) -> Vec<Vec<u8>> {
+        let run_udp_len = u16::from_be_bytes([header[UDP + 4], header[UDP + 5]]);
+        let run_check = u16::from_be_bytes([header[UDP + 6], header[UDP + 7]]);
+        payload
+            .chunks(segment)
+            .map(|chunk| {
+                let mut frame = [&header[ETH..UDP + 8], chunk].concat();
+                let udp_len = (8 + chunk.len()) as u16;
+                let ip_len = 20 + udp_len;
+                frame[16..18].copy_from_slice(&ip_len.to_be_bytes());
+                frame[24..26].copy_from_slice(&[0, 0]);
+                let ip_check = !fold(sum_words(0, &frame[14..34]));
+                frame[24..26].copy_from_slice(&ip_check.to_be_bytes());
+                frame[38..40].copy_from_slice(&udp_len.to_be_bytes());
+                let adjusted =
+                    fold(u64::from(run_check) + u64::from(!run_udp_len) + u64::from(udp_len));
+                frame[40..42].copy_from_slice(&adjusted.to_be_bytes());
+                complete_checksum(&mut frame);
+                frame
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_run_is_one_header_for_many_segments_each_with_a_valid_checksum_once_cut() {
+        let t = template(1500);
+        for (segment, count, last) in [(1000usize, 5usize, 1000usize), (1472, 44, 1472), (25, 3, 7)]
+        {
+            let total = segment * (count - 1) + last;
+            let payload: Vec<u8> = (0..total).map(|i| (i * 13 + segment) as u8).collect();
+            let mut header = [0u8; MAX_HEADER_LEN];
+            let n = t.fill_run(&mut header, segment, total, 0);
+            assert_eq!(n, VNET_HDR_LEN + WIRE_HEADER_LEN);
+            assert_eq!(header[0], VIRTIO_NET_HDR_F_NEEDS_CSUM);
+            assert_eq!(header[1], VIRTIO_NET_HDR_GSO_UDP_L4, "UDP segmentation");
+            assert_eq!(u16::from_ne_bytes([header[4], header[5]]) as usize, segment);
+            let ip = Ipv4Packet::new_unchecked(&header[IP..UDP]);
+            assert_eq!(usize::from(ip.total_len()), 28 + total, "the whole run");
+            let frames = segments(&header[..n], &payload, segment);
+            assert_eq!(frames.len(), count);
+            for (k, frame) in frames.iter().enumerate() {
+                let d = wire::parse(frame).expect("parses");
+                let want = &payload[k * segment..(k * segment + segment).min(total)];
+                assert_eq!(d.payload, want, "segment {k} of {segment}");
+                let ip = Ipv4Packet::new_checked(&frame[14..]).unwrap();
+                assert!(ip.verify_checksum());
+                let udp = UdpPacket::new_checked(ip.payload()).unwrap();
+                assert!(
+                    udp.verify_checksum(d.src, d.dst),
+                    "segment {k} of {segment}: the adjusted sum completes to a valid checksum"
+                );
+            }
+        }
     }
 
     fn template_v6(dscp: Option<u8>, mtu: u32) -> FrameTemplate {
