@@ -1,9 +1,10 @@
 //! Ingress: one AF_PACKET socket with a mapped TPACKET_V2 receive ring per (worker, input
-//! interface), all sockets of an interface in one `PACKET_FANOUT_HASH` group.
+//! interface), all sockets of an interface in one `PACKET_FANOUT_HASH` group (with one
+//! worker: no group).
 //!
 //! Why TPACKET_V2: the socket signals readiness per frame, so a worker that drains every ready
-//! frame before sleeping wakes per packet when traffic is light (tens of µs added) and batches
-//! naturally under load. TPACKET_V3 hands over whole blocks and, at low rates, holds a packet
+//! frame before sleeping wakes per packet when traffic is light (tens of µs added); under load
+//! it coalesces by waiting `batch_delay` between rounds (`coalesce`). TPACKET_V3 hands over whole blocks and, at low rates, holds a packet
 //! until its block times out (≈4 ms by default, ≈0.3 ms at 1 ms) — see docs/ARCHITECTURE.md.
 //!
 //! Why `FANOUT_HASH`: the hash covers addresses and ports, so a flow always lands on the same
@@ -147,10 +148,23 @@ impl std::fmt::Debug for Ring {
 }
 
 /// A fanout group per interface; the first socket gets a kernel-assigned unique id, later
-/// sockets join it.
-#[derive(Debug, Default, Clone, Copy)]
+/// sockets join it. A relay with one worker has one socket per interface and no group: the
+/// kernel then skips the per-packet flow hash (a flow dissection and a siphash, ~3 % of the
+/// sending CPU at the single flow's maximum) that only chooses among members.
+#[derive(Debug, Clone, Copy)]
 pub struct Fanout {
     id: Option<u16>,
+    alone: bool,
+}
+
+impl Fanout {
+    /// The group of an interface's rings, one per worker.
+    pub fn for_workers(workers: usize) -> Fanout {
+        Fanout {
+            id: None,
+            alone: workers == 1,
+        }
+    }
 }
 
 impl Ring {
@@ -209,6 +223,9 @@ impl Ring {
     }
 
     fn join_fanout(&self, fanout: &mut Fanout) -> io::Result<()> {
+        if fanout.alone {
+            return Ok(());
+        }
         let b = self.fd.as_fd();
         let mode = libc::PACKET_FANOUT_HASH;
         match fanout.id {

@@ -497,7 +497,7 @@ fn open_rings(
             crate::config::format_size(budget.total)
         );
     }
-    let mut fanout = Fanout::default();
+    let mut fanout = Fanout::for_workers(workers);
     let filter = crate::ingress::filter::program(&table.unicast_inputs(ifindex));
     let rings = (0..workers)
         .map(|_| {
