@@ -244,8 +244,9 @@ impl Egress {
     ) -> bool {
         let key: *const frame::FrameTemplate = template;
         let open = self.open[open_run_index(key)];
+        let runs = self.runs && template.runs();
         let same = open.batch == self.flushes && open.template == key && open.fd == fd;
-        if self.runs && same && self.join_run(open.slot as usize, template, payload, tos) {
+        if runs && same && self.join_run(open.slot as usize, template, payload, tos) {
             return true;
         }
         let at = self.queued;
@@ -277,12 +278,14 @@ impl Egress {
         let pushed = unsafe { self.ring.submission().push(&entry) }.is_ok();
         if pushed {
             self.queued += 1;
-            self.open[open_run_index(key)] = OpenRun {
-                template: key,
-                fd,
-                slot: at as u32,
-                batch: self.flushes,
-            };
+            if runs {
+                self.open[open_run_index(key)] = OpenRun {
+                    template: key,
+                    fd,
+                    slot: at as u32,
+                    batch: self.flushes,
+                };
+            }
         }
         pushed
     }
@@ -572,14 +575,17 @@ mod tests {
     /// where the allocator put them).
     fn two_templates() -> (Box<frame::FrameTemplate>, Box<frame::FrameTemplate>) {
         let make = |port: u16| {
-            Box::new(frame::FrameTemplate::new(
-                [2, 0, 0, 0, 0, 1],
-                "10.2.0.1:40000".parse().unwrap(),
-                SocketAddr::new("239.9.9.9".parse().unwrap(), port),
-                8,
-                None,
-                1500,
-            ))
+            Box::new(
+                frame::FrameTemplate::new(
+                    [2, 0, 0, 0, 0, 1],
+                    "10.2.0.1:40000".parse().unwrap(),
+                    SocketAddr::new("239.9.9.9".parse().unwrap(), port),
+                    8,
+                    None,
+                    1500,
+                )
+                .with_runs(true),
+            )
         };
         let a = make(5000);
         let mut kept = Vec::new();
@@ -652,8 +658,10 @@ mod tests {
         assert_eq!(grouping(true, &frames), [(0, 300, 3), (1, 200, 2)]);
         // Empty payloads never join.
         assert_eq!(grouping(true, &[(a, 0, 0), (a, 0, 0)]).len(), 2);
-        // Runs off: one send per frame.
+        // Runs off, or not allowed on the output's link: one send per frame.
         assert_eq!(grouping(false, &[(a, 100, 0); 3]).len(), 3);
+        let c = a.clone().with_runs(false);
+        assert_eq!(grouping(true, &[(&c, 100, 0); 3]).len(), 3);
     }
 
     #[test]

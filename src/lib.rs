@@ -11,6 +11,7 @@ pub mod config;
 pub mod control;
 pub mod daemon;
 pub mod egress;
+pub mod ethtool;
 pub mod ingress;
 pub mod limits;
 pub mod links;

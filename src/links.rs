@@ -34,6 +34,9 @@ pub struct LinkFacts {
     /// IPv6 addresses that finished duplicate address detection, sorted; IPv6 outputs'
     /// source address comes from them.
     pub ipv6: Vec<Ipv6Addr>,
+    /// Whether a run of datagrams sent as one frame leaves as separate datagrams
+    /// ([`crate::ethtool::cuts_runs`]); outputs on a link where it would not send one by one.
+    pub cuts_runs: bool,
 }
 
 /// The facts of some interfaces by name; a name mapped to `None` does not exist.
@@ -105,6 +108,7 @@ fn read_one(name: &str, ipv4: Vec<Ipv4Addr>) -> io::Result<LinkFacts> {
         mac,
         ipv4,
         ipv6: Vec::new(),
+        cuts_runs: crate::ethtool::cuts_runs(name),
     })
 }
 

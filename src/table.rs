@@ -653,6 +653,7 @@ pub(crate) mod test_support {
                         mac: [2, 0, 0, 0, 0, n as u8],
                         ipv4: vec![Ipv4Addr::new(10, 0, n as u8, 1)],
                         ipv6: vec![Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, n as u16 + 1)],
+                        cuts_runs: true,
                     });
                 (name.clone(), facts)
             })

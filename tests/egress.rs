@@ -230,14 +230,35 @@ fn frames_carry_a_correct_udp_checksum_when_the_kernel_computes_it() {
     t.stop_relay(relay);
 }
 
+/// `[relay]` for the run tests: one worker, a 1 ms `batch_delay` (at 20k pps a round
+/// gathers ~20 datagrams), the control socket in the scratch directory, and flow `f` to an
+/// IPv4 and an IPv6 group on `out0`.
+fn runs_config(t: &Topology) -> String {
+    format!(
+        "[relay]\nworkers = 1\nstats_interval = \"0s\"\nbatch_delay = \"1ms\"\n\
+         control_socket = \"{}\"\n[[flow]]\nname = \"f\"\n\
+         input = {{ interface = \"in0\", group = \"239.1.1.1\", port = 5001 }}\n\
+         outputs = [ {{ interface = \"out0\", group = \"239.9.9.9\", port = 5099, ttl = 8 }},\n\
+         {{ interface = \"out0\", group = \"ff05::9:9\", port = 5099, ttl = 8 }} ]\n",
+        t.dir.join("control.sock").display()
+    )
+}
+
+/// A sink in sink namespace 0 for `count` datagrams to each output group of `runs_config`.
+fn runs_sinks(t: &mut Topology, count: u64) -> [usize; 2] {
+    let n = count.to_string();
+    ["239.9.9.9", "ff05::9:9"]
+        .map(|g| t.start_sink(0, &["--group", g, "--port", "5099", "--count", &n]))
+}
+
 /// Under load a worker waits `batch_delay` for more packets, and sends each output's run of
 /// alike datagrams as one frame that the kernel cuts back into datagrams (UDP segmentation).
 /// What leaves must be exactly what came in: every datagram, in order, intact, each with
-/// its own valid checksum, however sizes and TOS bytes interleave.
+/// its own valid checksum, however sizes and TOS bytes interleave — IPv4 and IPv6 alike.
 #[test]
 fn runs_of_datagrams_leave_as_the_datagrams_that_came_in() {
     let _s = serial();
-    let mut t = Topology::chain(1);
+    let mut t = Topology::chain_v6(1);
     // Cut and checksummed by the kernel in software, as on a NIC without USO or checksum
     // offload; the sink verifies every checksum.
     t.relay.exec(&[
@@ -249,39 +270,27 @@ fn runs_of_datagrams_leave_as_the_datagrams_that_came_in() {
         "tx-udp-segmentation",
         "off",
     ]);
-    let socket = t.dir.join("control.sock");
-    let config = config("packet").replace(
-        "egress = \"packet\"\n",
-        &format!(
-            "egress = \"packet\"\nbatch_delay = \"1ms\"\ncontrol_socket = \"{}\"\n",
-            socket.display()
-        ),
-    );
-    let relay = t.start_relay(&config);
+    let relay = t.start_relay(&runs_config(&t));
 
     // One stream at 20k pps: a 1 ms delay gathers ~20 datagrams a round.
-    let sink = t.start_sink(
-        0,
-        &["--group", "239.9.9.9", "--port", "5099", "--count", "6000"],
-    );
+    let sinks = runs_sinks(&mut t, 6000);
     run_gen(&t, &gen_args("6000", "1000", "0"));
-    let report = t.sink_report(sink);
-    assert_clean(&report, 6000);
-    assert_eq!(num(&report, "bytes"), 6000 * 1000);
+    for sink in sinks {
+        let report = t.sink_report(sink);
+        assert_clean(&report, 6000);
+        assert_eq!(num(&report, "bytes"), 6000 * 1000);
+    }
     let stats = t.control_json("stats");
     let (frames, sends) = (num(&stats, "frames"), num(&stats, "sends"));
     assert_eq!(frames, 6000);
     assert!(
-        sends * 4 <= frames,
-        "runs: {sends} sends for {frames} datagrams"
+        sends * 4 <= 2 * frames,
+        "runs: {sends} sends for {frames} datagrams to two outputs"
     );
 
     // Three streams at once, interleaved in the ring: 1000-byte and 300-byte payloads (a
     // shorter one may end a run), and a third with another TOS (which must not join).
-    let sink = t.start_sink(
-        0,
-        &["--group", "239.9.9.9", "--port", "5099", "--count", "9000"],
-    );
+    let sinks = runs_sinks(&mut t, 9000);
     let mut gens = Vec::new();
     for (size, stream, tos) in [("1000", "1", "0"), ("300", "2", "0"), ("1000", "3", "184")] {
         let mut args = gen_args("3000", size, stream);
@@ -293,28 +302,72 @@ fn runs_of_datagrams_leave_as_the_datagrams_that_came_in() {
     for g in gens {
         assert_eq!(num(&t.gen_report(g), "sent"), 3000);
     }
-    let report = t.sink_report(sink);
-    assert_clean(&report, 9000);
-    assert_eq!(num(&report, "bytes"), 3000 * (1000 + 300 + 1000));
-    assert_eq!(
-        (num(&report, "dscp_min"), num(&report, "dscp_max")),
-        (0, 46),
-        "each datagram keeps its own TOS: {report}"
-    );
+    for sink in sinks {
+        let report = t.sink_report(sink);
+        assert_clean(&report, 9000);
+        assert_eq!(num(&report, "bytes"), 3000 * (1000 + 300 + 1000));
+        assert_eq!(
+            (num(&report, "dscp_min"), num(&report, "dscp_max")),
+            (0, 46),
+            "each datagram keeps its own TOS: {report}"
+        );
+    }
     assert_eq!(udp_counter(&t.sinks[0], "InCsumErrors"), 0);
+    let snmp6 = t.sinks[0].read("/proc/net/snmp6");
+    assert!(
+        snmp6
+            .lines()
+            .any(|l| l.split_whitespace().eq(["Udp6InCsumErrors", "0"])),
+        "{snmp6}"
+    );
 
     let stats = t.stop_relay(relay);
-    let out = &flow(&stats, "f")["outputs"][0];
-    assert_eq!(num(out, "packets"), 15_000, "{out}");
-    assert_eq!(num(out, "bytes"), 6000 * 1000 + 3000 * 2300, "{out}");
-    assert_eq!(
-        num(out, "send_errors") + num(out, "egress_full"),
-        0,
-        "{out}"
-    );
+    for out in flow(&stats, "f")["outputs"].as_array().unwrap() {
+        assert_eq!(num(out, "packets"), 15_000, "{out}");
+        assert_eq!(num(out, "bytes"), 6000 * 1000 + 3000 * 2300, "{out}");
+        assert_eq!(
+            num(out, "send_errors") + num(out, "egress_full"),
+            0,
+            "{out}"
+        );
+    }
     assert_eq!(
         udp_out_datagrams(&t.relay),
         0,
         "every datagram left as a frame"
     );
+}
+
+/// A veth with `tx-udp-segmentation` on (its default) would hand a run whole to the other
+/// namespace, where a packet tap — tcpdump here, another mcr's ring — would see one frame
+/// of many datagrams. mcr sends datagram by datagram there, under the same load.
+#[test]
+fn a_virtual_link_that_would_pass_runs_whole_gets_one_datagram_per_send() {
+    let _s = serial();
+    let mut t = Topology::chain_v6(1);
+    let relay = t.start_relay(&runs_config(&t));
+    let (mut tap, pcap) = common::capture(&t.sinks[0], &t.dir, "down0", "udp port 5099", "tap");
+    let sinks = runs_sinks(&mut t, 6000);
+    run_gen(&t, &gen_args("6000", "1000", "0"));
+    for sink in sinks {
+        assert_clean(&t.sink_report(sink), 6000);
+    }
+    let stats = t.control_json("stats");
+    assert_eq!(
+        (num(&stats, "frames"), num(&stats, "sends")),
+        (6000, 12_000),
+        "one send per datagram and output"
+    );
+    tap.terminate_quietly();
+    let text = common::decode(&pcap, &[]);
+    let lengths: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.rsplit("length ").next())
+        .collect();
+    assert_eq!(lengths.len(), 12_000, "every datagram on the tap");
+    assert!(
+        lengths.iter().all(|l| *l == "1000"),
+        "no frame of many datagrams"
+    );
+    t.stop_relay(relay);
 }

@@ -87,6 +87,9 @@ pub struct FrameTemplate {
     mtu: usize,
     /// IP and UDP header bytes in that packet.
     overhead: usize,
+    /// Whether runs may be sent through this output (its link cuts them into datagrams
+    /// before they leave the host: `ethtool::cuts_runs`).
+    runs: bool,
 }
 
 /// The Ethernet address IPv4 multicast `group` maps to (RFC 1112, section 6.4).
@@ -170,7 +173,21 @@ impl FrameTemplate {
             pseudo_sum,
             mtu: mtu as usize,
             overhead: ip_len + 8,
+            runs: false,
         }
+    }
+
+    /// The template with runs allowed or not (see [`FrameTemplate::runs`]).
+    pub fn with_runs(mut self, runs: bool) -> Self {
+        self.runs = runs;
+        self
+    }
+
+    /// Whether frames of this output may be sent as runs: the link cuts a run into its
+    /// datagrams before they leave the host.
+    #[inline]
+    pub fn runs(&self) -> bool {
+        self.runs
     }
 
     /// Whether a datagram with `payload_len` bytes fits the interface MTU unfragmented.

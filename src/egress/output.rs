@@ -216,6 +216,7 @@ impl InterfaceSockets {
         let packet = self.packet.as_ref().filter(|_| !output.unicast);
         let template = packet.zip(self.link.as_ref()).map(|(_, link)| {
             FrameTemplate::new(link.mac, self.src, addr, output.ttl, output.dscp, link.mtu)
+                .with_runs(link.cuts_runs)
         });
         OutputPath {
             sockets: self.clone(),
