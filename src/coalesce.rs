@@ -5,11 +5,13 @@
 //! what a NIC's interrupt moderation does for the kernel, decided from the rings' own
 //! receive timestamps:
 //!
-//! - a round waits only when, at the rate its frames arrived since the previous round's
-//!   last one, the delay gathers at least [`MIN_GATHER`] packets. At low rates (a 1k pps
-//!   stream, a 50k pps stream with a 30 µs delay) no round ever waits, so latency there is
-//!   what it was; under load a packet waits at most one delay (plus the timer's slack, which
-//!   the worker sets to [`TIMER_SLACK`]);
+//! - a round waits only while the arrival rate, averaged over windows at least one delay
+//!   long, makes the delay gather at least [`MIN_GATHER`] packets. Averaging over a whole
+//!   delay keeps bursts from counting as a rate: a 50k pps stream sent in bursts of three
+//!   every 60 µs looks like 3 packets per 60 µs, not 3 in 2 µs. At low rates (1k pps, 50k
+//!   pps with the default 50 µs) no round ever waits, so latency and CPU there are what they
+//!   were; under load a packet waits at most one delay (plus the timer's slack, which the
+//!   worker sets to [`TIMER_SLACK`]);
 //! - a round that filled half a batch or more never waits: the worker is behind;
 //! - a delay of zero turns coalescing off.
 //!
@@ -28,8 +30,12 @@ pub const TIMER_SLACK: Duration = Duration::from_micros(2);
 /// One worker's view of its recent rounds.
 #[derive(Debug, Default)]
 pub struct Coalesce {
-    /// Receive timestamp (ns) of the last frame of the previous round that took any.
-    last_arrival: u64,
+    /// Receive timestamp (ns) where the current window started; 0: none yet.
+    since: u64,
+    /// Frames received after `since`, in rounds so far.
+    frames: u64,
+    /// The last full window's verdict: the rate makes waiting pay.
+    on: bool,
 }
 
 impl Coalesce {
@@ -44,18 +50,28 @@ impl Coalesce {
         last_arrival_ns: u64,
         delay: Duration,
     ) -> Option<Duration> {
-        if frames == 0 {
+        if frames == 0 || delay.is_zero() {
             return None;
         }
-        let previous = std::mem::replace(&mut self.last_arrival, last_arrival_ns);
-        if delay.is_zero() || frames * 2 >= batch || previous == 0 {
+        if self.since == 0 || last_arrival_ns < self.since {
+            // The first round, or CLOCK_REALTIME stepped back: start a window here.
+            *self = Coalesce {
+                since: last_arrival_ns,
+                frames: 0,
+                on: false,
+            };
             return None;
         }
-        // `frames` arrived within `span`: waiting `delay` gathers delay × frames / span.
-        let span = last_arrival_ns.saturating_sub(previous);
+        self.frames += frames as u64;
+        let span = last_arrival_ns - self.since;
         let delay_ns = u64::try_from(delay.as_nanos()).unwrap_or(u64::MAX);
-        let gathers = delay_ns.saturating_mul(frames as u64) >= span.saturating_mul(MIN_GATHER);
-        (span > 0 && gathers).then_some(delay)
+        if span >= delay_ns {
+            // `frames` arrived within `span`: waiting `delay` gathers delay × frames / span.
+            self.on = delay_ns.saturating_mul(self.frames) >= span.saturating_mul(MIN_GATHER);
+            self.since = last_arrival_ns;
+            self.frames = 0;
+        }
+        (self.on && frames * 2 < batch).then_some(delay)
     }
 }
 
@@ -64,59 +80,79 @@ mod tests {
     use super::*;
 
     const US: u64 = 1_000;
-    const DELAY: Duration = Duration::from_micros(30);
+    const DELAY: Duration = Duration::from_micros(50);
 
-    /// Rounds of `frames` each, `gap_ns` apart per frame; what each round after the first
-    /// decides.
-    fn rounds(frames: usize, gap_ns: u64, n: usize, delay: Duration) -> Vec<Option<Duration>> {
+    /// `rounds` rounds, each taking the frames that arrived since the previous one: a burst of
+    /// `burst` frames every `every_ns`; what each round decides.
+    fn run(burst: usize, every_ns: u64, rounds: usize, delay: Duration) -> Vec<Option<Duration>> {
         let mut c = Coalesce::default();
         let mut t = 1_000_000_000;
-        (0..n)
+        (0..rounds)
             .map(|_| {
-                t += gap_ns * frames as u64;
-                c.after_round(frames, 64, t, delay)
+                t += every_ns;
+                c.after_round(burst, 64, t, delay)
             })
-            .skip(1)
             .collect()
+    }
+
+    fn waits(decisions: &[Option<Duration>]) -> usize {
+        decisions.iter().filter(|d| d.is_some()).count()
     }
 
     #[test]
     fn low_rates_never_wait() {
-        // 1k pps and 50k pps, one frame a round: a 30 µs delay would gather 0.03 and 1.5.
-        assert!(rounds(1, 1_000 * US, 10, DELAY).iter().all(Option::is_none));
-        assert!(rounds(1, 20 * US, 10, DELAY).iter().all(Option::is_none));
+        // 1k pps one by one; 50k pps in bursts of 3 every 60 µs (as `mcr gen` paces it):
+        // a 50 µs delay would gather 0.05 and 2.5.
+        assert_eq!(waits(&run(1, 1_000 * US, 100, DELAY)), 0);
+        assert_eq!(waits(&run(3, 60 * US, 100, DELAY)), 0);
+        assert_eq!(waits(&run(1, 20 * US, 100, DELAY)), 0);
     }
 
     #[test]
-    fn high_rates_wait_the_delay() {
-        // 230k pps (4.3 µs apart): 30 µs gathers 7.
-        let r = rounds(1, 4_300, 10, DELAY);
-        assert!(r.iter().all(|d| *d == Some(DELAY)), "{r:?}");
-        // Exactly MIN_GATHER per delay: waits; just below: does not.
-        assert!(rounds(2, 7_500, 3, DELAY).iter().all(|d| *d == Some(DELAY)));
-        assert!(rounds(2, 7_501, 3, DELAY).iter().all(Option::is_none));
+    fn high_rates_wait_the_delay_once_a_window_has_shown_the_rate() {
+        // 230k pps: 50 µs gathers 11.
+        let d = run(1, 4_300, 100, DELAY);
+        assert!(d[..11].iter().all(Option::is_none), "{d:?}");
+        assert!(d[12..].iter().all(|w| *w == Some(DELAY)), "{d:?}");
+        // Bursts of 10 every 25 µs (400k pps) wait too.
+        assert!(waits(&run(10, 25 * US, 100, DELAY)) >= 95);
+        // Exactly MIN_GATHER per delay waits; just below does not.
+        assert!(waits(&run(4, 50 * US, 10, DELAY)) >= 8);
+        assert_eq!(waits(&run(4, 50 * US + 1, 10, DELAY)), 0);
     }
 
     #[test]
     fn a_worker_behind_or_switched_off_never_waits() {
-        assert!(rounds(32, 100, 5, DELAY).iter().all(Option::is_none));
-        assert!(rounds(1, 100, 5, Duration::ZERO)
-            .iter()
-            .all(Option::is_none));
+        assert_eq!(
+            waits(&run(32, 10 * US, 20, DELAY)),
+            0,
+            "half a batch: behind"
+        );
+        assert_eq!(waits(&run(1, 100, 100, Duration::ZERO)), 0);
     }
 
     #[test]
-    fn the_first_round_an_empty_one_and_a_clock_step_back_never_wait() {
+    fn a_slowing_stream_stops_waiting_and_a_clock_step_starts_over() {
         let mut c = Coalesce::default();
-        assert_eq!(
-            c.after_round(3, 64, 5_000, DELAY),
-            None,
-            "nothing to compare with"
-        );
+        let mut t = 1_000_000_000;
+        for _ in 0..50 {
+            t += 4 * US;
+            c.after_round(1, 64, t, DELAY);
+        }
+        assert_eq!(c.after_round(1, 64, t + 4 * US, DELAY), Some(DELAY));
+        // The stream drops to 10k pps: the window that spans the change may still say yes
+        // (one wait), every later one says no.
+        t += 4 * US;
+        let later: Vec<_> = (0..10)
+            .map(|_| {
+                t += 100 * US;
+                c.after_round(1, 64, t, DELAY)
+            })
+            .collect();
+        assert!(later[1..].iter().all(Option::is_none), "{later:?}");
+        // An empty round changes nothing; CLOCK_REALTIME stepping back starts over.
         assert_eq!(c.after_round(0, 64, 0, DELAY), None);
-        // The empty round left the last arrival alone: 3 more within 3 µs → wait.
-        assert_eq!(c.after_round(3, 64, 8_000, DELAY), Some(DELAY));
-        // CLOCK_REALTIME stepped back: no rate to trust.
         assert_eq!(c.after_round(3, 64, 1_000, DELAY), None);
+        assert_eq!(c.since, 1_000);
     }
 }
