@@ -22,6 +22,9 @@
 //! Slot memory: slot `i` (headers, iovecs, address, control messages, msghdrs) belongs to the `i`-th send queued since the
 //! last flush; the kernel reads it while that send is issued, inside `flush`, and it is reused
 //! only after `flush` returned. The slots are one boxed slice that never moves or grows.
+//! Until `flush`, a queued frame's slot may still grow into a run (more iovecs, new
+//! lengths): the ring has no `SQPOLL` thread, so the kernel reads no entry before
+//! `io_uring_enter`.
 #![allow(unsafe_code)]
 
 pub mod frame;
@@ -66,8 +69,7 @@ struct Slot {
     token: u64,
     /// Datagrams this send carries (more than one: a frame run).
     packets: u16,
-    /// A frame run's key, segment length and TOS; `segment` 0 once it takes no more.
-    template: *const frame::FrameTemplate,
+    /// A frame run's segment length and TOS; `segment` 0 once it takes no more.
     segment: u16,
     tos: u8,
 }
@@ -145,7 +147,6 @@ impl Egress {
             tclass_at: 0,
             token: 0,
             packets: 0,
-            template: std::ptr::null(),
             segment: 0,
             tos: 0,
         };
@@ -261,7 +262,6 @@ impl Egress {
         slot.msg.msg_iovlen = 2;
         slot.token = token;
         slot.packets = 1;
-        slot.template = key;
         slot.segment = if payload.is_empty() {
             0
         } else {
