@@ -65,8 +65,10 @@ struct Slot {
     /// Offsets in `control6` of the `IPV6_HOPLIMIT` and `IPV6_TCLASS` values.
     hops_at: usize,
     tclass_at: usize,
-    /// The first send's token, its payload length field holding the whole run's.
+    /// The send's token (a run's: its first datagram's).
     token: u64,
+    /// Payload bytes this send carries (a run: all its datagrams').
+    payload: u32,
     /// Datagrams this send carries (more than one: a frame run).
     packets: u16,
     /// A frame run's segment length and TOS; `segment` 0 once it takes no more.
@@ -146,6 +148,7 @@ impl Egress {
             hops_at: 0,
             tclass_at: 0,
             token: 0,
+            payload: 0,
             packets: 0,
             segment: 0,
             tos: 0,
@@ -203,7 +206,9 @@ impl Egress {
 
     /// Queues `payload` (from an input datagram with TOS byte `tos`) on `route`: a frame or a
     /// datagram (see the module docs). Returns `false`, queuing nothing, when the queue is
-    /// full: flush and push again.
+    /// full: flush and push again. `token` comes back with the result. A frame may join a run
+    /// (see [`Egress::join_run`]), so a frame's token must hold its payload length in its low
+    /// 16 bits: a run reports its first token with the run's total there.
     ///
     /// # Safety
     /// `payload` must stay valid and unmodified, and the route's socket open, until the next
@@ -261,6 +266,7 @@ impl Egress {
         };
         slot.msg.msg_iovlen = 2;
         slot.token = token;
+        slot.payload = payload.len() as u32;
         slot.packets = 1;
         slot.segment = if payload.is_empty() {
             0
@@ -305,7 +311,7 @@ impl Egress {
         let slot = &mut self.slots[at];
         let segment = usize::from(slot.segment);
         let packets = usize::from(slot.packets);
-        let total = (slot.token & 0xffff) as usize;
+        let total = slot.payload as usize;
         if segment == 0
             || slot.tos != tos
             || payload.len() > segment
@@ -322,7 +328,7 @@ impl Egress {
         };
         slot.msg.msg_iovlen = 2 + packets;
         slot.packets += 1;
-        slot.token = slot.token & !0xffff | total as u64;
+        slot.payload = total as u32;
         if payload.len() < segment {
             slot.segment = 0;
         }
@@ -372,6 +378,7 @@ impl Egress {
             iov_len: payload.len(),
         };
         slot.token = token;
+        slot.payload = payload.len() as u32;
         slot.packets = 1;
         let entry = opcode::SendMsg::new(types::Fd(fd), msg)
             .flags(libc::MSG_DONTWAIT as u32)
@@ -404,7 +411,14 @@ impl Egress {
             }
             for cqe in self.ring.completion() {
                 let slot = &self.slots[cqe.user_data() as usize];
-                on_complete(slot.token, cqe.result(), slot.packets);
+                // A frame's token holds its payload length in its low 16 bits (`push_route`):
+                // a run's report carries the whole run's, which fits (≤ MAX_RUN_PAYLOAD).
+                let token = if slot.packets > 1 {
+                    slot.token & !0xffff | u64::from(slot.payload)
+                } else {
+                    slot.token
+                };
+                on_complete(token, cqe.result(), slot.packets);
                 outstanding -= 1;
             }
         }

@@ -368,11 +368,9 @@ impl Loop {
         let now_ns = crate::stats::monotonic_ns();
         let standby = self.role.is_standby();
         let mut n = 0;
-        let mut last_arrival = 0;
         while n < BATCH {
             let Some(frame) = ring.frame(n) else { break };
             n += 1;
-            last_arrival = frame.arrival_ns();
             if frame.vlan_tagged {
                 // Tagged frames belong to the VLAN interface, which has its own ring.
                 drops.add(Drop::Unsupported, 1);
@@ -459,6 +457,8 @@ impl Loop {
         if n == 0 {
             return Ok((0, 0));
         }
+        // The last frame is still ours (released below): its timestamp, once per batch.
+        let last_arrival = ring.frame(n - 1).map_or(0, |f| f.arrival_ns());
         self.stats.frames.fetch_add(n as u64, Relaxed);
         self.egress.flush(|t, r, n| complete(table, t, r, n))?;
         self.rings[i].release(n);
